@@ -1,0 +1,197 @@
+"""The one small interface every ERP connector implements.
+
+A connector is built once from its config section and opens *sessions*; the agent's executor
+gives each worker thread its own session (one database connection, one vendor-API login), so a
+session never needs locks. A session method is a plain blocking function taking typed
+arguments from the catalogue and returning the catalogue's typed result; the agent does
+validation, deadlines, cancellation, threading and the wire.
+
+Contract for implementers:
+
+- Mark each handler with `@handles("operation.name")`; the agent advertises exactly those.
+- Raise the errors below (`NotFound`, `Conflict`, `ErpUnavailable`, `ErpFailure`); anything else
+  is reported as ``erp_error`` with a generic message, never with the ERP's own text, which may
+  hold personal data.
+- `interrupt` is called from *another* thread when a call is cancelled or its deadline passes;
+  it should abort the running statement (``sqlite3.Connection.interrupt``, ``pyodbc
+  Cursor.cancel``) and may do nothing when the ERP offers no way to.
+- Declare `max_sessions` when the ERP licenses concurrent sessions (one Sfera user is one
+  Subiekt seat): the agent never opens more.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
+
+from protocol.errors import ErrorCode
+
+
+class ConnectorError(Exception):
+    """A failure the connector understood; ``code`` travels to the CRM unchanged."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.ERP_ERROR
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    @property
+    def retryable(self) -> bool:
+        return self.code.retryable
+
+
+class NotFound(ConnectorError):
+    """The ERP has no such customer, product or document."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class Conflict(ConnectorError):
+    """The ERP refuses the change as asked (not enough stock, blocked customer, duplicate)."""
+
+    code = ErrorCode.CONFLICT
+
+
+class ErpUnavailable(ConnectorError):
+    """The ERP database or API cannot be reached now; a retry later may succeed."""
+
+    code = ErrorCode.ERP_UNAVAILABLE
+
+
+class ErpFailure(ConnectorError):
+    """The ERP answered with an error that a retry will not fix."""
+
+    code = ErrorCode.ERP_ERROR
+
+
+class Unsupported(ConnectorError):
+    """This connector cannot serve the operation."""
+
+    code = ErrorCode.OPERATION_NOT_SUPPORTED
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a handler may need to know about the call besides its arguments."""
+
+    operation: str
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    deadline: float | None = None
+    """`time.monotonic()` instant after which nobody waits; handlers may set DB timeouts from it."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckItem:
+    """One line of `erp-agent check`'s report."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+Handler = Callable[[Any, Any, CallContext], BaseModel]
+_F = TypeVar("_F", bound=Callable[..., BaseModel])
+
+
+def handles(operation: str) -> Callable[[_F], _F]:
+    """Mark a session method as the handler of a catalogue operation."""
+
+    def mark(func: _F) -> _F:
+        func._erp_operation = operation  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+class ConnectorSession(abc.ABC):
+    """One ERP session, used by one worker thread at a time."""
+
+    _handlers: ClassVar[dict[str, Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[str, Handler] = {}
+        for klass in reversed(cls.__mro__):
+            for value in vars(klass).values():
+                name = getattr(value, "_erp_operation", None)
+                if name is not None:
+                    handlers[name] = value
+        cls._handlers = handlers
+
+    @classmethod
+    def operations(cls) -> frozenset[str]:
+        return frozenset(cls._handlers)
+
+    def execute(self, operation: str, args: BaseModel, ctx: CallContext) -> BaseModel:
+        handler = self._handlers.get(operation)
+        if handler is None:
+            raise Unsupported(f"this connector does not support {operation}")
+        return handler(self, args, ctx)
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook, a no-op is a valid choice
+        """Abort the statement running in this session, from another thread, if possible."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection; called from the session's own worker thread."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorInfo:
+    """What the agent tells the relay in hello."""
+
+    name: str
+    erp: str
+    operations: frozenset[str]
+    max_sessions: int | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Connector(abc.ABC):
+    """One ERP installation. Built from the ``[connector]`` section of the agent config."""
+
+    name: ClassVar[str]
+    session_class: ClassVar[type[ConnectorSession]]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, options: Mapping[str, Any]) -> Connector:
+        """Build from the connector's config section; raise ValueError with a clear message."""
+
+    @abc.abstractmethod
+    def info(self) -> ConnectorInfo:
+        """Name, ERP description, supported operations and licence seat limit."""
+
+    @abc.abstractmethod
+    def open_session(self) -> ConnectorSession:
+        """Open a session; called in the worker thread that will own it."""
+
+    def check(self) -> list[CheckItem]:
+        """Probe the ERP for `erp-agent check`: reachable, schema as expected, rights."""
+        session = self.open_session()
+        try:
+            session.execute("ping", _PING_ARGS, CallContext("ping"))
+        except ConnectorError as exc:
+            return [CheckItem("erp database", False, exc.message)]
+        finally:
+            session.close()
+        return [CheckItem("erp database", True, self.info().erp)]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release shared resources (engines, pools) when the agent stops."""
+
+
+def _ping_args() -> BaseModel:
+    from protocol.operations.system import PingArgs
+
+    return PingArgs()
+
+
+_PING_ARGS = _ping_args()

@@ -1,0 +1,135 @@
+"""The frames of the ERP Relay protocol.
+
+Every frame is one WebSocket message holding one UTF-8 JSON object whose ``type`` member names
+the frame. Who sends what, and when:
+
+=========  ==========  ================================================================
+frame      sender      when
+=========  ==========  ================================================================
+hello      agent       first frame on a new connection: what the agent can do
+welcome    relay       answer to hello; from then on calls may flow
+call       relay       run one operation; ``id`` is unique on this connection
+result     agent       the successful answer to a call
+error      agent       the failed answer to a call (stable ``code``, ``retryable``)
+cancel     relay       the caller gave up or the deadline passed; stop the call if possible
+goaway     relay       the relay is draining: reconnect (elsewhere) now
+event      agent       something happened at the site, not tied to a call
+=========  ==========  ================================================================
+
+Values that are already JSON (call arguments forwarded from an HTTP body, a result the agent
+serialised once) can be carried as `orjson.Fragment` so they are never parsed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+JSONValue: TypeAlias = Any
+"""A JSON-compatible value (or an `orjson.Fragment` holding serialised JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Agent → relay, first frame: identity and capabilities of this agent process."""
+
+    agent_version: str
+    connector: str
+    operations: tuple[str, ...]
+    max_concurrency: int
+    erp: str = ""
+    instance_id: str = ""
+    hostname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Relay → agent: the session is open. ``time_ms`` lets the agent estimate clock skew."""
+
+    session_id: str
+    relay_version: str
+    time_ms: int
+    max_frame_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Relay → agent: run ``operation`` with ``args``.
+
+    ``deadline_ms`` is the wall-clock instant (Unix milliseconds, relay clock) after which
+    nobody waits for the answer; the agent converts it with the skew it measured from
+    ``Welcome.time_ms`` and never starts a call whose deadline has passed.
+    """
+
+    id: int
+    operation: str
+    args: JSONValue
+    deadline_ms: int
+    idempotency_key: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Agent → relay: the call succeeded. Times are milliseconds spent in agent and ERP."""
+
+    id: int
+    value: JSONValue
+    agent_ms: float = 0.0
+    erp_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Agent → relay: the call failed with a stable ``code`` (see `protocol.errors.ErrorCode`)."""
+
+    id: int
+    code: str
+    message: str
+    retryable: bool = False
+    details: JSONValue = None
+    agent_ms: float = 0.0
+    erp_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Relay → agent: nobody waits for call ``id`` any more."""
+
+    id: int
+    reason: str = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    """Relay → agent: this relay is going away; reconnect after ``reconnect_delay_ms``."""
+
+    reason: str = "relay shutting down"
+    reconnect_delay_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Agent → relay: something happened at the site (a change in the ERP, a health change)."""
+
+    kind: str
+    data: JSONValue = field(default=None)
+    seq: int = 0
+
+
+Frame: TypeAlias = Hello | Welcome | Call | Result | Error | Cancel | GoAway | Event
+
+FRAME_TYPES: dict[str, type[Frame]] = {
+    "hello": Hello,
+    "welcome": Welcome,
+    "call": Call,
+    "result": Result,
+    "error": Error,
+    "cancel": Cancel,
+    "goaway": GoAway,
+    "event": Event,
+}
+TYPE_NAMES: dict[type[Frame], str] = {cls: name for name, cls in FRAME_TYPES.items()}
+
+AGENT_FRAMES: frozenset[type[Frame]] = frozenset({Hello, Result, Error, Event})
+RELAY_FRAMES: frozenset[type[Frame]] = frozenset({Welcome, Call, Cancel, GoAway})

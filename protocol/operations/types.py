@@ -1,0 +1,122 @@
+"""Field types shared by the operation models.
+
+Money, prices and quantities are `Decimal` in Python and decimal *strings* on the wire
+(``"1234.50"``): a JSON number with a fraction is refused, because a float cannot hold 0.10 and
+an invoice must add up to the grosz. Dates travel as ISO 8601. ERP identifiers are strings:
+Subiekt GT uses integers, SAP Business One uses codes such as ``C20000``, and one wire type must
+hold both.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+from protocol.operations.identifiers import is_valid_ean13, is_valid_nip, normalize_nip
+
+_DECIMAL_PATTERN = r"^-?\d{1,15}(\.\d{1,4})?$"
+
+
+def _refuse_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError('send decimal amounts as strings, for example "1234.50"')
+    return value
+
+
+def _decimal_type(places: int, description: str, example: str) -> Any:
+    return Annotated[
+        Decimal,
+        BeforeValidator(_refuse_float),
+        Field(max_digits=19, decimal_places=places, allow_inf_nan=False),
+        PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": _DECIMAL_PATTERN,
+                "description": description,
+                "examples": [example],
+            }
+        ),
+    ]
+
+
+Money = _decimal_type(2, "Amount as a decimal string, at most 2 decimal places", "1234.50")
+Price = _decimal_type(4, "Unit price as a decimal string, at most 4 decimal places", "19.99")
+Quantity = _decimal_type(4, "Quantity as a decimal string, at most 4 decimal places", "2")
+Rate = _decimal_type(2, "Percentage as a decimal string", "23")
+
+
+def _check_nip(value: str) -> str:
+    digits = normalize_nip(value)
+    if not is_valid_nip(digits):
+        raise ValueError("not a valid Polish NIP (10 digits with a correct check digit)")
+    return digits
+
+
+def _check_ean(value: str) -> str:
+    if not is_valid_ean13(value):
+        raise ValueError("not a valid EAN-13 (13 digits with a correct check digit)")
+    return value
+
+
+Nip = Annotated[
+    str,
+    Field(min_length=10, max_length=16, examples=["5260001246"]),
+    AfterValidator(_check_nip),
+]
+"""A Polish NIP; separators and a ``PL`` prefix are accepted and stripped."""
+
+Ean13 = Annotated[str, Field(min_length=13, max_length=13), AfterValidator(_check_ean)]
+ErpId = Annotated[str, Field(min_length=1, max_length=64, examples=["1042"])]
+Symbol = Annotated[str, Field(min_length=1, max_length=64)]
+Sku = Annotated[str, Field(min_length=1, max_length=64, examples=["KAW-001"])]
+ShortText = Annotated[str, Field(max_length=255)]
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+Notes = Annotated[str, Field(max_length=2000)]
+Limit = Annotated[int, Field(ge=1, le=200)]
+Offset = Annotated[int, Field(ge=0, le=1_000_000)]
+Currency = Annotated[str, Field(min_length=3, max_length=3, examples=["PLN"])]
+
+
+class Model(BaseModel):
+    """Base of every operation model: unknown fields are refused, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Lookup(Model):
+    """Exactly one of the fields identifies the record."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Lookup:
+        given = [name for name, value in self if value is not None]
+        if len(given) != 1:
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"give exactly one of: {names}")
+        return self
+
+
+class Address(Model):
+    street: ShortText = ""
+    building: Annotated[str, Field(max_length=20)] = ""
+    apartment: Annotated[str, Field(max_length=20)] = ""
+    postal_code: Annotated[str, Field(max_length=12)] = ""
+    city: Annotated[str, Field(max_length=100)] = ""
+    country: Annotated[str, Field(min_length=2, max_length=2)] = "PL"
+
+
+class Page(Model):
+    """Paging of a search: ``next_offset`` is null on the last page."""
+
+    next_offset: int | None = None
