@@ -85,6 +85,8 @@ class ErrorCode(enum.StrEnum):
     """Stable error codes: the contract with CRM integrators. Never rename one."""
 
     BAD_REQUEST = "bad_request"
+    ROUTE_NOT_FOUND = "route_not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     AGENT_NOT_FOUND = "agent_not_found"
@@ -122,6 +124,8 @@ class ErrorCode(enum.StrEnum):
 
 _CODE_INFO: dict[ErrorCode, CodeInfo] = {
     ErrorCode.BAD_REQUEST: CodeInfo(400, False, "Bad request"),
+    ErrorCode.ROUTE_NOT_FOUND: CodeInfo(404, False, "No such endpoint"),
+    ErrorCode.METHOD_NOT_ALLOWED: CodeInfo(405, False, "Method not allowed"),
     ErrorCode.UNAUTHORIZED: CodeInfo(401, False, "Missing or invalid credentials"),
     ErrorCode.FORBIDDEN: CodeInfo(403, False, "Not granted"),
     ErrorCode.AGENT_NOT_FOUND: CodeInfo(404, False, "No such agent"),

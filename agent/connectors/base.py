@@ -158,7 +158,9 @@ class Connector(abc.ABC):
     """One ERP installation. Built from the ``[connector]`` section of the agent config."""
 
     name: ClassVar[str]
-    session_class: ClassVar[type[ConnectorSession]]
+    blocking: ClassVar[bool] = True
+    """True when sessions do blocking I/O and must run in worker threads (every database or
+    COM connector). A connector answering from memory sets False to run on the event loop."""
 
     @classmethod
     @abc.abstractmethod

@@ -1,0 +1,123 @@
+"""Runs connector calls in a bounded pool of worker threads, one ERP session per thread.
+
+ERP databases are reached through blocking drivers (pyodbc, sqlite3, COM), so calls run in
+threads; the pool size is the agent's concurrency limit, capped by the connector's licence
+seats. Each thread lazily opens its own session and keeps it, so connections are reused and
+never shared. A session that reports the ERP unreachable is dropped and reopened on the next
+call, which is how the agent reconnects to a restarted database by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from pydantic import BaseModel
+
+from agent.connectors.base import CallContext, Connector, ConnectorSession, ErpUnavailable
+
+
+class NotStarted(Exception):
+    """The call was cancelled or its deadline passed before it reached the ERP."""
+
+
+class Running:
+    """Handle of one call, so another thread can stop it."""
+
+    __slots__ = ("cancelled", "session")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.session: ConnectorSession | None = None
+
+    def interrupt(self) -> None:
+        self.cancelled = True
+        session = self.session
+        if session is not None:
+            session.interrupt()
+
+
+class Executor:
+    def __init__(self, connector: Connector, max_concurrency: int) -> None:
+        seats = connector.info().max_sessions
+        self.workers = min(max_concurrency, seats) if seats else max_concurrency
+        self._connector = connector
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="erp")
+        self._local = threading.local()
+        self._sessions: set[ConnectorSession] = set()
+        self._lock = threading.Lock()
+        self._inline_session: ConnectorSession | None = None
+
+    async def run(
+        self, operation: str, args: BaseModel, ctx: CallContext, running: Running
+    ) -> tuple[BaseModel, float]:
+        """Run one call; returns the result and the milliseconds spent in the ERP."""
+        if not self._connector.blocking:
+            return self._execute(operation, args, ctx, running, inline=True)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self._execute, operation, args, ctx, running, False
+        )
+
+    def _execute(
+        self,
+        operation: str,
+        args: BaseModel,
+        ctx: CallContext,
+        running: Running,
+        inline: bool,
+    ) -> tuple[BaseModel, float]:
+        if running.cancelled:
+            raise NotStarted("cancelled before it started")
+        if ctx.deadline is not None and time.monotonic() >= ctx.deadline:
+            raise NotStarted("the deadline passed before the call reached the ERP")
+        session = self._session(inline)
+        running.session = session
+        started = time.perf_counter()
+        try:
+            result = session.execute(operation, args, ctx)
+        except ErpUnavailable:
+            self._drop(session, inline)
+            raise
+        finally:
+            running.session = None
+        return result, (time.perf_counter() - started) * 1000
+
+    def _session(self, inline: bool) -> ConnectorSession:
+        session: ConnectorSession | None = (
+            self._inline_session if inline else getattr(self._local, "session", None)
+        )
+        if session is None:
+            session = self._connector.open_session()
+            with self._lock:
+                self._sessions.add(session)
+            if inline:
+                self._inline_session = session
+            else:
+                self._local.session = session
+        return session
+
+    def _drop(self, session: ConnectorSession, inline: bool) -> None:
+        if inline:
+            self._inline_session = None
+        else:
+            self._local.session = None
+        with self._lock:
+            self._sessions.discard(session)
+        try:
+            session.close()
+        except Exception:  # noqa: S110 - a broken session may fail to close; it is gone anyway
+            pass
+
+    def close(self) -> None:
+        """Stop the pool after running calls finish, then close every session."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            sessions, self._sessions = self._sessions, set()
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:  # noqa: S110 - best effort at shutdown
+                pass

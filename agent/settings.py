@@ -1,0 +1,123 @@
+"""Agent configuration: a TOML file, overridden by ``ERP_AGENT_*`` environment variables.
+
+Nested keys use a double underscore: ``ERP_AGENT_RELAY__URL`` overrides ``[relay] url``. The
+token never comes from the command line (it would show in the process list): it is read from
+``ERP_AGENT_TOKEN`` or from the file named by ``[relay] token_file``, again at every connect, so
+a rotated token file is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class RelayOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "wss://localhost/v1/agent/connect"
+    token_file: Path | None = None
+    allow_insecure: bool = False
+    """Permit plain ``ws://`` (local testing only); without it the agent refuses to connect."""
+    connect_timeout_s: float = Field(10.0, gt=0)
+    ping_interval_s: float = Field(10.0, gt=0)
+    ping_timeout_s: float = Field(10.0, gt=0)
+    max_frame_bytes: int = Field(1024 * 1024, ge=4096)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("relay.url must start with wss:// (or ws:// with allow_insecure)")
+        return value
+
+
+class ReconnectOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_s: float = Field(1.0, gt=0)
+    cap_s: float = Field(30.0, gt=0)
+    stable_after_s: float = Field(30.0, ge=0)
+    """A connection that stayed up this long resets the backoff to its base."""
+
+
+class AgentOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int = Field(4, ge=1, le=256)
+    """Calls run at once; also the number of ERP sessions (licence seats) the agent opens."""
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ERP_AGENT_", env_nested_delimiter="__", extra="forbid"
+    )
+    config_file: ClassVar[Path | None] = None
+
+    relay: RelayOptions = RelayOptions()
+    agent: AgentOptions = AgentOptions()
+    reconnect: ReconnectOptions = ReconnectOptions()
+    connector: dict[str, Any] = Field(default_factory=lambda: {"type": "demo"})
+    """``type`` names the connector; the other keys are its own options."""
+    token: SecretStr | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.config_file))
+        return tuple(sources)
+
+    def read_token(self) -> str:
+        """The agent token, from the environment or the token file; ValueError if absent."""
+        if self.token is not None:
+            return self.token.get_secret_value().strip()
+        env = os.environ.get("ERP_AGENT_TOKEN")
+        if env:
+            return env.strip()
+        if self.relay.token_file is None:
+            raise ValueError("no agent token: set ERP_AGENT_TOKEN or [relay] token_file")
+        try:
+            token = self.relay.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the token file {self.relay.token_file}: {exc}") from exc
+        if not token:
+            raise ValueError(f"the token file {self.relay.token_file} is empty")
+        return token
+
+    def check_transport(self) -> None:
+        if self.relay.url.startswith("ws://") and not self.relay.allow_insecure:
+            raise ValueError(
+                "relay.url uses ws:// (no TLS); use wss://, or set relay.allow_insecure = true "
+                "for local testing"
+            )
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> AgentSettings:
+    """Read the TOML file (if any), apply the environment, then ``overrides``."""
+    if path is not None and not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+
+    class _FromFile(AgentSettings):
+        config_file = path
+
+    settings = _FromFile(**overrides)
+    settings.check_transport()
+    return settings

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket endpoints; each module owns one audience (CRMs, agents, operators)."""

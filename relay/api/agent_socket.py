@@ -1,0 +1,164 @@
+"""``GET /v1/agent/connect``: where agents hold their outbound WebSocket.
+
+Everything that can be refused is refused *before* the upgrade, as plain HTTP with a problem
+document, so an office admin sees "401 token revoked" instead of a socket that opens and dies:
+tokens in the query string, no common protocol version, a missing or bad token. After the
+upgrade the first frame must be hello within `hello_timeout_s`; a malformed frame closes only
+that connection, with a close code and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+
+from starlette.websockets import WebSocket
+
+from protocol.errors import CloseCode, ErrorCode, ProtocolError, close_reason
+from protocol.frames import Error, Event, Hello, Result
+from protocol.limits import Limits
+from protocol.session import RelaySession
+from protocol.version import refusal_reason, select_subprotocol
+from relay.auth import bearer_token
+from relay.hub import AgentLink
+from relay.problems import Problem, problem_response
+from relay.state import RelayState, relay_state
+
+log = logging.getLogger("relay.agents")
+
+_SECRET_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "key", "authorization"})
+
+
+async def _deny(websocket: WebSocket, problem: Problem) -> None:
+    response = problem.response()
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:  # a server without the denial extension: the best left is a close frame
+        await websocket.close(CloseCode.POLICY_VIOLATION, close_reason(problem.detail))
+
+
+async def agent_socket(websocket: WebSocket) -> None:
+    state = relay_state(websocket)
+    client = websocket.client
+    remote = f"{client.host}:{client.port}" if client else "unknown"
+    try:
+        if state.draining:
+            raise Problem(
+                ErrorCode.AGENT_OFFLINE,
+                "this relay is shutting down; connect again",
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        if _SECRET_QUERY_NAMES & {k.lower() for k in websocket.query_params}:
+            raise Problem(
+                ErrorCode.BAD_REQUEST,
+                "credentials are never accepted in the URL; send 'Authorization: Bearer <token>'",
+            )
+        offered = list(websocket.scope.get("subprotocols", []))
+        subprotocol = select_subprotocol(offered)
+        if subprotocol is None:
+            raise Problem(ErrorCode.BAD_REQUEST, refusal_reason(offered), status=426)
+        token = bearer_token(websocket.headers.get("authorization"))
+        identity = await state.store.authenticate_agent(token)
+        if identity is None:
+            raise Problem(ErrorCode.UNAUTHORIZED, "the agent token is unknown or revoked")
+    except Problem as problem:
+        log.info("agent connection refused", extra={"remote": remote, "code": problem.code})
+        await _deny(websocket, problem)
+        return
+
+    await websocket.accept(subprotocol=subprotocol)
+    limits = Limits(max_frame_bytes=state.settings.max_frame_bytes)
+    session = RelaySession(limits)
+    receive = websocket.receive
+    raw_send = websocket.send
+
+    async def send_bytes(data: bytes) -> None:
+        await raw_send({"type": "websocket.send", "bytes": data})
+
+    link: AgentLink | None = None
+    reason = "agent disconnected"
+    try:
+        try:
+            message = await asyncio.wait_for(receive(), state.settings.hello_timeout_s)
+        except TimeoutError:
+            await websocket.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        hello = session.receive(_payload(message))
+        assert isinstance(hello, Hello)
+        session_id = secrets.token_hex(8)
+        link = AgentLink(
+            agent=identity.agent_name,
+            session_id=session_id,
+            session=session,
+            hello=hello,
+            send=send_bytes,
+            remote=remote,
+        )
+        await send_bytes(
+            session.welcome(session_id, state.version, int(time.time() * 1000))
+        )
+        state.hub.add(link)
+        log.info(
+            "agent connected",
+            extra={"agent": link.agent, "session": session_id, "remote": remote,
+                   "agent_version": hello.agent_version, "connector": hello.connector},
+        )
+        await _note_seen(state, link)
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                reason = f"agent disconnected (close code {message.get('code', 1005)})"
+                break
+            frame = session.receive(_payload(message))
+            if frame is None:
+                continue
+            if isinstance(frame, Result | Error):
+                link.deliver(frame)
+            elif isinstance(frame, Event):
+                log.info("agent event", extra={"agent": link.agent, "kind": frame.kind})
+    except ProtocolError as exc:
+        log.warning(
+            "agent broke the protocol",
+            extra={"agent": identity.agent_name, "remote": remote, "reason": exc.reason},
+        )
+        reason = exc.reason
+        await websocket.close(exc.close_code, exc.reason)
+    finally:
+        if link is not None:
+            link.close(f"connection closed: {reason}")
+            state.hub.remove(link)
+            log.info(
+                "agent disconnected",
+                extra={"agent": link.agent, "session": link.session_id, "reason": reason},
+            )
+            await _note_seen(state, link)
+
+
+def _payload(message: dict[str, object]) -> bytes | str:
+    data = message.get("bytes")
+    if data is None:
+        data = message.get("text")
+    if not isinstance(data, bytes | str):
+        raise ProtocolError("empty message")
+    return data
+
+
+async def _note_seen(state: RelayState, link: AgentLink) -> None:
+    try:
+        await state.store.record_agent_seen(
+            link.agent,
+            at=datetime.now(UTC),
+            version=link.hello.agent_version,
+            connector=link.hello.connector,
+            erp=link.hello.erp,
+            address=link.remote,
+        )
+    except Exception:
+        log.exception("could not record agent presence", extra={"agent": link.agent})
+

@@ -1,0 +1,273 @@
+"""``POST /v1/agents/{agent}/calls/{operation}``: the CRM's way into the ERP.
+
+This is the hot path, so it is a plain Starlette endpoint rather than a FastAPI one: the body is
+read once, validated once by the operation's model straight from bytes (pydantic's Rust JSON
+parser), and forwarded as the same bytes inside the call frame (`orjson.Fragment`), never
+re-serialised. No database access and no logging I/O happen here: the API key comes from the
+in-memory cache and the call log takes a row in a queue that a background task writes.
+
+Order of checks, so that a caller learns nothing it is not granted: credentials (401), grant
+for the agent (403), operation exists (404), grant for the operation (403), body (413/415/422),
+agent known and online (404/503), operation supported by the agent (501), then the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive
+
+from protocol.errors import ErrorCode, parse_error_code
+from protocol.frames import Error, Result
+from protocol.operations import CATALOGUE, Operation
+from relay.hub import AgentLink, CallerGone, CallTimedOut, LinkClosed
+from relay.problems import Problem
+from relay.state import RelayState, relay_state
+from relay.store.records import ApiKeyRecord, CallLogRow
+
+_MAX_HEADER_ID = 255
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+        return given
+    return os.urandom(8).hex()
+
+
+async def call_operation(request: Request) -> Response:
+    state = relay_state(request)
+    started = time.perf_counter()
+    request_id = _request_id(request)
+    agent: str = request.path_params["agent"]
+    operation: str = request.path_params["operation"]
+    key: ApiKeyRecord | None = None
+    status, code = 500, ErrorCode.INTERNAL_ERROR.value
+    try:
+        key = await state.keys.authenticate(request.headers.get("authorization"))
+        response = await _call(state, request, key, agent, operation, request_id, started)
+        status, code = response.status_code, ""
+        return response
+    except Problem as problem:
+        status, code = problem.status, problem.code.value
+        return problem.response(request_id)
+    finally:
+        if key is not None:
+            state.calllog.record(
+                CallLogRow(
+                    at=datetime.now(UTC),
+                    api_key_id=key.public_id,
+                    agent_name=agent[:64],
+                    operation=operation[:64],
+                    status=status,
+                    code=code or None,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    request_id=request_id,
+                )
+            )
+
+
+async def _call(
+    state: RelayState,
+    request: Request,
+    key: ApiKeyRecord,
+    agent: str,
+    operation_name: str,
+    request_id: str,
+    started: float,
+) -> Response:
+    if not key.allows_agent(agent):
+        raise Problem(ErrorCode.FORBIDDEN, "this API key is not granted this agent")
+    operation = CATALOGUE.get(operation_name)
+    if operation is None:
+        raise Problem(
+            ErrorCode.UNKNOWN_OPERATION,
+            f"unknown operation {operation_name[:64]!r}; see /openapi.json for the catalogue",
+        )
+    if not key.allows_operation(operation_name):
+        raise Problem(ErrorCode.FORBIDDEN, "this API key is not granted this operation")
+    timeout = _timeout(request, state)
+    idempotency_key = _idempotency_key(request)
+    body = await _read_body(request, state.settings.max_body_bytes)
+    _validate(operation, body)
+
+    link = state.hub.pick(agent, operation_name)
+    if link is None:
+        await _explain_no_link(state, agent, operation_name)
+    assert link is not None
+
+    deadline_ms = int((time.time() + timeout) * 1000)
+    try:
+        call_id, future = await link.start_call(
+            operation_name, orjson.Fragment(body), deadline_ms, idempotency_key, request_id
+        )
+    except LinkClosed:
+        raise _offline(agent) from None
+    frame = await _wait(link, call_id, future, timeout, request.receive, operation)
+    total_ms = (time.perf_counter() - started) * 1000
+    timing = (
+        f"relay;dur={max(total_ms - frame.agent_ms, 0.0):.3f}, "
+        f"agent;dur={max(frame.agent_ms - frame.erp_ms, 0.0):.3f}, erp;dur={frame.erp_ms:.3f}"
+    )
+    headers = {"Server-Timing": timing, "X-Request-ID": request_id}
+    if isinstance(frame, Result):
+        return Response(
+            orjson.dumps(frame.value), headers=headers, media_type="application/json"
+        )
+    error_code = parse_error_code(frame.code)
+    extra: dict[str, Any] = {}
+    if frame.details is not None:
+        extra["details"] = frame.details
+    if error_code is ErrorCode.INVALID_ARGUMENTS and isinstance(frame.details, list):
+        extra = {"errors": frame.details}
+    raise Problem(error_code, frame.message, headers=headers, **extra)
+
+
+async def _wait(
+    link: AgentLink,
+    call_id: int,
+    future: asyncio.Future[Result | Error],
+    timeout: float,
+    receive: Receive,
+    operation: Operation,
+) -> Result | Error:
+    """Wait for the answer, the deadline, or the caller hanging up, whichever comes first."""
+    loop = asyncio.get_running_loop()
+
+    def expire() -> None:
+        if not future.done():
+            future.set_exception(CallTimedOut())
+
+    async def watch_caller() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not future.done():
+                    future.set_exception(CallerGone())
+                return
+
+    timer = loop.call_later(timeout, expire)
+    watcher = loop.create_task(watch_caller())
+    try:
+        return await future
+    except CallTimedOut:
+        await link.cancel(call_id, "deadline passed")
+        raise Problem(
+            ErrorCode.TIMEOUT,
+            f"no answer from the agent within {timeout:g} s; the call was cancelled",
+            **_unknown_outcome(operation),
+        ) from None
+    except CallerGone:
+        await link.cancel(call_id, "caller disconnected")
+        raise Problem(ErrorCode.CANCELLED, "the caller disconnected") from None
+    except LinkClosed:
+        raise Problem(
+            ErrorCode.AGENT_OFFLINE,
+            "the agent connection was lost while the call was running",
+            status=502,
+            headers={"Retry-After": "1"},
+            **_unknown_outcome(operation),
+        ) from None
+    finally:
+        timer.cancel()
+        watcher.cancel()
+
+
+def _unknown_outcome(operation: Operation) -> dict[str, str]:
+    return {"outcome": "unknown"} if operation.writes else {}
+
+
+def _offline(agent: str) -> Problem:
+    return Problem(
+        ErrorCode.AGENT_OFFLINE,
+        f"agent {agent!r} is not connected",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _explain_no_link(state: RelayState, agent: str, operation: str) -> None:
+    if state.hub.is_online(agent):
+        raise Problem(
+            ErrorCode.OPERATION_NOT_SUPPORTED,
+            f"the ERP connector of agent {agent!r} does not support {operation}",
+        )
+    record = await state.store.get_agent(agent)
+    if record is None or record.revoked:
+        raise Problem(ErrorCode.AGENT_NOT_FOUND, f"no agent named {agent[:64]!r}")
+    raise _offline(agent)
+
+
+def _timeout(request: Request, state: RelayState) -> float:
+    raw = request.query_params.get("timeout")
+    if raw is None:
+        return state.settings.default_timeout_s
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= state.settings.max_timeout_s:
+        raise Problem(
+            ErrorCode.BAD_REQUEST,
+            f"timeout must be a number of seconds between 0 and {state.settings.max_timeout_s:g}",
+        )
+    return value
+
+
+def _idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not 0 < len(value) <= _MAX_HEADER_ID or not (value.isascii() and value.isprintable()):
+        raise Problem(
+            ErrorCode.BAD_REQUEST,
+            f"Idempotency-Key must be 1 to {_MAX_HEADER_ID} printable ASCII characters",
+        )
+    return value
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise Problem(ErrorCode.PAYLOAD_TOO_LARGE, f"the body may be at most {limit} bytes")
+    content_type = request.headers.get("content-type", "application/json")
+    if not content_type.startswith("application/json"):
+        raise Problem(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the arguments as application/json")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(ErrorCode.PAYLOAD_TOO_LARGE, f"the body may be at most {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    return body if body.strip() else b"{}"
+
+
+def _validate(operation: Operation, body: bytes) -> None:
+    try:
+        operation.args.model_validate_json(body)
+    except ValidationError as exc:
+        raise Problem(
+            ErrorCode.INVALID_ARGUMENTS,
+            f"the arguments of {operation.name} are invalid",
+            errors=validation_errors(exc),
+        ) from None
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Field paths and messages, never the rejected values (they may be personal data)."""
+    return [
+        {
+            "path": ".".join(str(part) for part in error["loc"]) or "(body)",
+            "message": error["msg"],
+        }
+        for error in exc.errors(include_url=False, include_input=False)
+    ]

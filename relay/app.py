@@ -1,0 +1,123 @@
+"""The relay application factory and its lifespan.
+
+Nothing is built at import time: `create_app` takes settings (and optionally a ready store, for
+tests) and the lifespan opens the store, starts the call-log writer and closes both, so tests
+can run many relays in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from protocol.errors import ErrorCode
+from relay.api import agents, health
+from relay.api.agent_socket import agent_socket
+from relay.api.calls import call_operation
+from relay.auth import ApiKeyCache
+from relay.calllog import CallLog
+from relay.hub import Hub
+from relay.openapi import build_openapi
+from relay.problems import Problem, problem_response
+from relay.settings import RelaySettings
+from relay.state import RelayState
+from relay.store import Store
+
+log = logging.getLogger("relay")
+
+_STATUS_CODES = {
+    404: ErrorCode.ROUTE_NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+}
+
+
+def relay_version() -> str:
+    try:
+        return version("erp-relay")
+    except Exception:
+        return "0+unknown"
+
+
+def create_app(settings: RelaySettings | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or RelaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        the_store = store if store is not None else await Store.open(settings.database_url)
+        calllog = CallLog(the_store)
+        state = RelayState(
+            settings=settings,
+            store=the_store,
+            hub=Hub(),
+            keys=ApiKeyCache(the_store, settings.auth_cache_ttl_s),
+            calllog=calllog,
+            version=relay_version(),
+        )
+        app.state.relay = state
+        await calllog.start()
+        try:
+            yield
+        finally:
+            await calllog.stop()
+            if own_store:
+                await the_store.close()
+
+    app = FastAPI(
+        title="ERP Relay",
+        version=relay_version(),
+        description=(
+            "Call on-premises ERP systems (Subiekt GT, Optima, ERP XL, enova365, Symfonia, "
+            "SAP Business One) from the cloud in near real time. Errors are RFC 9457 problem "
+            "documents with a stable `code`."
+        ),
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.router.routes.append(
+        Route("/v1/agents/{agent}/calls/{operation}", call_operation, methods=["POST"])
+    )
+    app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
+    app.include_router(health.router)
+    app.include_router(agents.router)
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return exc.response(request.headers.get("x-request-id"))
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return problem_response(ErrorCode.INVALID_ARGUMENTS, "invalid request", errors=errors)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = _STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+        return problem_response(code, str(exc.detail), status=exc.status_code)
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(ErrorCode.INTERNAL_ERROR, "internal error")
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    return app

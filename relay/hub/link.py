@@ -1,0 +1,143 @@
+"""One agent connection as seen from the relay: send calls, match answers, fail on close.
+
+The protocol rules live in `protocol.session.RelaySession`; this class only adds the asyncio
+plumbing: a future per call id, and the ASGI ``send`` callable of the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from protocol.frames import Error, Hello, JSONValue, Result
+from protocol.session import RelaySession
+
+SendBytes = Callable[[bytes], Awaitable[None]]
+
+
+class LinkClosed(Exception):
+    """The connection ended while the call was in flight: the outcome is unknown."""
+
+
+class CallTimedOut(Exception):
+    """Nobody answered before the call's deadline."""
+
+
+class CallerGone(Exception):
+    """The HTTP caller disconnected before the answer came."""
+
+
+class AgentLink:
+    __slots__ = (
+        "_send",
+        "agent",
+        "calls",
+        "closed",
+        "connected_at",
+        "errors",
+        "hello",
+        "remote",
+        "session",
+        "session_id",
+        "waiters",
+    )
+
+    def __init__(
+        self,
+        *,
+        agent: str,
+        session_id: str,
+        session: RelaySession,
+        hello: Hello,
+        send: SendBytes,
+        remote: str,
+    ) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        self.session = session
+        self.hello = hello
+        self._send = send
+        self.remote = remote
+        self.connected_at = time.time()
+        self.waiters: dict[int, asyncio.Future[Result | Error]] = {}
+        self.closed = False
+        self.calls = 0
+        self.errors = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.waiters)
+
+    def supports(self, operation: str) -> bool:
+        return operation in self.hello.operations
+
+    async def start_call(
+        self,
+        operation: str,
+        args: JSONValue,
+        deadline_ms: int,
+        idempotency_key: str | None,
+        request_id: str | None,
+    ) -> tuple[int, asyncio.Future[Result | Error]]:
+        """Send a call frame; the future resolves with the agent's result or error frame."""
+        if self.closed:
+            raise LinkClosed("connection closed")
+        call_id, data = self.session.call(
+            operation, args, deadline_ms, idempotency_key, request_id
+        )
+        future: asyncio.Future[Result | Error] = asyncio.get_running_loop().create_future()
+        self.waiters[call_id] = future
+        self.calls += 1
+        try:
+            await self._send(data)
+        except Exception as exc:
+            self.waiters.pop(call_id, None)
+            raise LinkClosed(f"could not send the call: {exc}") from exc
+        return call_id, future
+
+    async def cancel(self, call_id: int, reason: str) -> None:
+        """Tell the agent nobody waits for ``call_id``; harmless if it already answered."""
+        self.waiters.pop(call_id, None)
+        data = self.session.cancel(call_id, reason)
+        if data is not None and not self.closed:
+            try:
+                await self._send(data)
+            except Exception:  # noqa: S110 - the link is going away; its reader cleans up
+                pass
+
+    def deliver(self, frame: Result | Error) -> None:
+        future = self.waiters.pop(frame.id, None)
+        if isinstance(frame, Error):
+            self.errors += 1
+        if future is not None and not future.done():
+            future.set_result(frame)
+
+    async def send(self, data: bytes) -> None:
+        await self._send(data)
+
+    def close(self, reason: str) -> None:
+        """Fail every call still waiting: their outcome is unknown."""
+        self.closed = True
+        waiters, self.waiters = self.waiters, {}
+        for future in waiters.values():
+            if not future.done():
+                future.set_exception(LinkClosed(reason))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "agent_version": self.hello.agent_version,
+            "connector": self.hello.connector,
+            "erp": self.hello.erp,
+            "hostname": self.hello.hostname,
+            "instance_id": self.hello.instance_id,
+            "remote_address": self.remote,
+            "connected_since": self.connected_at,
+            "max_concurrency": self.hello.max_concurrency,
+            "in_flight": self.in_flight,
+            "calls": self.calls,
+            "errors": self.errors,
+        }
+

@@ -1,0 +1,107 @@
+"""Running the relay: uvicorn configured for agents, and a drain before shutdown.
+
+On SIGTERM the relay stops taking new agent connections, sends goaway to every agent (they
+reconnect at once, to another replica when there is one), waits up to `shutdown_grace_s` for
+calls in flight, and only then lets uvicorn close the sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Any
+
+import click
+import uvicorn
+from fastapi import FastAPI
+
+from relay.app import create_app
+from relay.settings import RelaySettings
+from relay.state import RelayState
+
+log = logging.getLogger("relay.server")
+
+
+def uvicorn_config(app: FastAPI, settings: RelaySettings, **overrides: Any) -> uvicorn.Config:
+    """Uvicorn settings that matter for agents: no compression, bounded frames, keepalive."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop" if _has_uvloop() else "asyncio",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.max_frame_bytes,
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "ws_per_message_deflate": False,
+        "lifespan": "on",
+        "access_log": False,
+        "server_header": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s + 5,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class RelayServer(uvicorn.Server):
+    """A uvicorn server that drains agents before closing connections."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.loaded_app
+        state: RelayState | None = getattr(getattr(_fastapi(app), "state", None), "relay", None)
+        if state is not None:
+            await drain(state)
+        await super().shutdown(sockets)
+
+
+def _fastapi(app: Any) -> Any:
+    # uvicorn wraps the app in middleware proxies; find the FastAPI instance underneath
+    while app is not None and not isinstance(app, FastAPI):
+        app = getattr(app, "app", None)
+    return app
+
+
+async def drain(state: RelayState) -> None:
+    state.draining = True
+    links = list(state.hub)
+    for link in links:
+        try:
+            await link.send(link.session.goaway("relay shutting down"))
+        except Exception:  # noqa: S112 - a dead link has nothing to drain
+            continue
+    deadline = time.monotonic() + state.settings.shutdown_grace_s
+    while any(link.in_flight for link in links) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    log.info("drained", extra={"agents": len(links)})
+
+
+def run(settings: RelaySettings) -> None:
+    server = RelayServer(uvicorn_config(create_app(settings), settings))
+    server.run()
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Address to listen on (ERP_RELAY_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (ERP_RELAY_PORT).")
+@click.option("--database-url", default=None, help="Store URL (ERP_RELAY_DATABASE_URL).")
+def serve_command(host: str | None, port: int | None, database_url: str | None) -> None:
+    """Run the relay. Settings come from ERP_RELAY_* variables; options override them."""
+    overrides = {
+        k: v
+        for k, v in {"host": host, "port": port, "database_url": database_url}.items()
+        if v is not None
+    }
+    settings = RelaySettings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    run(settings)

@@ -1,0 +1,29 @@
+"""Everything a request handler needs, built once per app in the lifespan (never at import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import HTTPConnection
+
+from relay.auth import ApiKeyCache
+from relay.calllog import CallLog
+from relay.hub import Hub
+from relay.settings import RelaySettings
+from relay.store import Store
+
+
+@dataclass
+class RelayState:
+    settings: RelaySettings
+    store: Store
+    hub: Hub
+    keys: ApiKeyCache
+    calllog: CallLog
+    version: str
+    draining: bool = field(default=False)
+
+
+def relay_state(conn: HTTPConnection) -> RelayState:
+    state: RelayState = conn.app.state.relay
+    return state
