@@ -103,8 +103,9 @@ async def _check_relay(settings: AgentSettings, connector: Connector) -> CheckIt
         task = asyncio.create_task(
             run_link(settings, supervisor.dispatcher, supervisor.hello, status)
         )
-        while not task.done() and not status.connected:
-            await asyncio.sleep(0.02)
+        ready = asyncio.create_task(status.ready.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         if status.connected:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -10,6 +10,7 @@ call, which is how the agent reconnects to a restarted database by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -106,10 +107,8 @@ class Executor:
             self._local.session = None
         with self._lock:
             self._sessions.discard(session)
-        try:
+        with contextlib.suppress(Exception):  # a broken session may fail to close; it is gone
             session.close()
-        except Exception:  # noqa: S110 - a broken session may fail to close; it is gone anyway
-            pass
 
     def close(self) -> None:
         """Stop the pool after running calls finish, then close every session."""
@@ -117,7 +116,5 @@ class Executor:
         with self._lock:
             sessions, self._sessions = self._sessions, set()
         for session in sessions:
-            try:
+            with contextlib.suppress(Exception):  # best effort at shutdown
                 session.close()
-            except Exception:  # noqa: S110 - best effort at shutdown
-                pass

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -51,6 +52,8 @@ class LinkStatus:
     clock_skew_ms: int = 0
     last_error: str = ""
     calls: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while a session is open (after welcome), cleared when it ends."""
 
 
 async def run_link(
@@ -78,6 +81,7 @@ async def run_link(
         return await _serve(ws, settings, dispatcher, hello, status)
     finally:
         status.connected = False
+        status.ready.clear()
         await ws.close()
 
 
@@ -96,13 +100,17 @@ async def _serve(
         welcome = session.receive(first)
         assert isinstance(welcome, Welcome)
         status.connected = True
+        status.ready.set()
         status.session_id = welcome.session_id
         status.connected_since = time.time()
         status.clock_skew_ms = welcome.time_ms - int(time.time() * 1000)
         log.info(
             "connected to the relay",
-            extra={"session": welcome.session_id, "relay_version": welcome.relay_version,
-                   "clock_skew_ms": status.clock_skew_ms},
+            extra={
+                "session": welcome.session_id,
+                "relay_version": welcome.relay_version,
+                "clock_skew_ms": status.clock_skew_ms,
+            },
         )
         async for message in ws:
             frame = session.receive(message)
@@ -110,7 +118,7 @@ async def _serve(
                 handle = Running()
                 task = asyncio.create_task(_answer(ws, session, dispatcher, frame, handle, status))
                 running[frame.id] = (task, handle)
-                task.add_done_callback(lambda _t, call_id=frame.id: running.pop(call_id, None))
+                task.add_done_callback(functools.partial(_forget, running, frame.id))
             elif isinstance(frame, Cancel):
                 entry = running.get(frame.id)
                 if entry is not None:
@@ -134,11 +142,17 @@ async def _serve(
             task.cancel()
 
 
-async def _finish(running: dict[int, tuple[asyncio.Task[None], Running]], timeout: float) -> None:
+def _forget(
+    running: dict[int, tuple[asyncio.Task[None], Running]], call_id: int, _task: object
+) -> None:
+    running.pop(call_id, None)
+
+
+async def _finish(running: dict[int, tuple[asyncio.Task[None], Running]], grace_s: float) -> None:
     """Let calls in flight send their answers before leaving after a goaway."""
     tasks = [task for task, _ in running.values()]
     if tasks:
-        await asyncio.wait(tasks, timeout=timeout)
+        await asyncio.wait(tasks, timeout=grace_s)
 
 
 async def _answer(
@@ -150,9 +164,9 @@ async def _answer(
     status: LinkStatus,
 ) -> None:
     started = time.perf_counter()
-    deadline = time.monotonic() + (
-        call.deadline_ms - status.clock_skew_ms - time.time() * 1000
-    ) / 1000
+    deadline = (
+        time.monotonic() + (call.deadline_ms - status.clock_skew_ms - time.time() * 1000) / 1000
+    )
     outcome = await dispatcher.run(call, deadline, handle)
     agent_ms = (time.perf_counter() - started) * 1000
     status.calls += 1

@@ -10,6 +10,7 @@ other, never fatal: nobody is there to restart an agent in an office at night.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -73,10 +74,8 @@ class Supervisor:
                     delay = next(delays)
                 if delay > 0:
                     log.info("reconnecting", extra={"in_s": round(delay, 2)})
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
-                except TimeoutError:
-                    pass
         finally:
             # waits for calls still in worker threads; off the loop so it keeps turning
             await asyncio.to_thread(self.executor.close)

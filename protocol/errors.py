@@ -118,7 +118,7 @@ class ErrorCode(enum.StrEnum):
         return _CODE_INFO[self].retryable
 
     @property
-    def title(self) -> str:
+    def problem_title(self) -> str:
         return _CODE_INFO[self].title
 
 
@@ -149,7 +149,7 @@ _CODE_INFO: dict[ErrorCode, CodeInfo] = {
 
 
 def parse_error_code(value: str) -> ErrorCode:
-    """Map a code from the wire to a known one; an unknown code from a newer agent is an ERP error."""
+    """Map a wire code to a known one; an unknown code (from a newer agent) is an ERP error."""
     try:
         return ErrorCode(value)
     except ValueError:

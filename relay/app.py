@@ -101,8 +101,7 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = [
-            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors()
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
         return problem_response(ErrorCode.INVALID_ARGUMENTS, "invalid request", errors=errors)
 

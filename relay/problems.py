@@ -60,7 +60,7 @@ def problem_response(
     status = status or code.status
     body: dict[str, Any] = {
         "type": TYPE_BASE + code.value,
-        "title": code.title,
+        "title": code.problem_title,
         "status": status,
         "detail": detail,
         "code": code.value,

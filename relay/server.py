@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from typing import Any
 
 import click
@@ -80,9 +79,9 @@ async def drain(state: RelayState) -> None:
             await link.send(link.session.goaway("relay shutting down"))
         except Exception:  # noqa: S112 - a dead link has nothing to drain
             continue
-    deadline = time.monotonic() + state.settings.shutdown_grace_s
-    while any(link.in_flight for link in links) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    in_flight = [future for link in links for future in link.waiters.values()]
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=state.settings.shutdown_grace_s)
     log.info("drained", extra={"agents": len(links)})
 
 
@@ -97,11 +96,8 @@ def run(settings: RelaySettings) -> None:
 @click.option("--database-url", default=None, help="Store URL (ERP_RELAY_DATABASE_URL).")
 def serve_command(host: str | None, port: int | None, database_url: str | None) -> None:
     """Run the relay. Settings come from ERP_RELAY_* variables; options override them."""
-    overrides = {
-        k: v
-        for k, v in {"host": host, "port": port, "database_url": database_url}.items()
-        if v is not None
-    }
+    given: dict[str, Any] = {"host": host, "port": port, "database_url": database_url}
+    overrides = {k: v for k, v in given.items() if v is not None}
     settings = RelaySettings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
     run(settings)

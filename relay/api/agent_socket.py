@@ -2,9 +2,9 @@
 
 Everything that can be refused is refused *before* the upgrade, as plain HTTP with a problem
 document, so an office admin sees "401 token revoked" instead of a socket that opens and dies:
-tokens in the query string, no common protocol version, a missing or bad token. After the
-upgrade the first frame must be hello within `hello_timeout_s`; a malformed frame closes only
-that connection, with a close code and a reason.
+a draining relay, tokens in the query string, no common protocol version, a missing or bad
+token. After the upgrade the first frame must be hello within `hello_timeout_s`; a malformed
+frame closes only that connection, with a close code and a reason.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -24,12 +25,85 @@ from protocol.session import RelaySession
 from protocol.version import refusal_reason, select_subprotocol
 from relay.auth import bearer_token
 from relay.hub import AgentLink
-from relay.problems import Problem, problem_response
+from relay.problems import Problem
 from relay.state import RelayState, relay_state
+from relay.store.records import AgentIdentity
 
 log = logging.getLogger("relay.agents")
 
 _SECRET_QUERY_NAMES = frozenset({"token", "access_token", "api_key", "key", "authorization"})
+
+
+async def agent_socket(websocket: WebSocket) -> None:
+    state = relay_state(websocket)
+    client = websocket.client
+    remote = f"{client.host}:{client.port}" if client else "unknown"
+    try:
+        identity, subprotocol = await _admit(state, websocket)
+    except Problem as problem:
+        log.info("agent connection refused", extra={"remote": remote, "code": problem.code})
+        await _deny(websocket, problem)
+        return
+    await websocket.accept(subprotocol=subprotocol)
+    session = RelaySession(Limits(max_frame_bytes=state.settings.max_frame_bytes))
+    try:
+        link = await _handshake(state, websocket, session, identity, remote)
+        if link is None:
+            return
+    except ProtocolError as exc:
+        await _protocol_error(websocket, identity, remote, exc)
+        return
+    reason = "agent disconnected"
+    state.hub.add(link)
+    log.info(
+        "agent connected",
+        extra={
+            "agent": link.agent,
+            "session": link.session_id,
+            "remote": remote,
+            "agent_version": link.hello.agent_version,
+            "connector": link.hello.connector,
+        },
+    )
+    await _note_seen(state, link)
+    try:
+        reason = await _serve(websocket, session, link)
+    except ProtocolError as exc:
+        reason = exc.reason
+        await _protocol_error(websocket, identity, remote, exc)
+    finally:
+        link.close(f"connection closed: {reason}")
+        state.hub.remove(link)
+        log.info(
+            "agent disconnected",
+            extra={"agent": link.agent, "session": link.session_id, "reason": reason},
+        )
+        await _note_seen(state, link)
+
+
+async def _admit(state: RelayState, websocket: WebSocket) -> tuple[AgentIdentity, str]:
+    """Every check that happens before the upgrade; raises `Problem` to refuse."""
+    if state.draining:
+        raise Problem(
+            ErrorCode.AGENT_OFFLINE,
+            "this relay is shutting down; connect again",
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    if _SECRET_QUERY_NAMES & {name.lower() for name in websocket.query_params}:
+        raise Problem(
+            ErrorCode.BAD_REQUEST,
+            "credentials are never accepted in the URL; send 'Authorization: Bearer <token>'",
+        )
+    offered = list(websocket.scope.get("subprotocols", []))
+    subprotocol = select_subprotocol(offered)
+    if subprotocol is None:
+        raise Problem(ErrorCode.BAD_REQUEST, refusal_reason(offered), status=426)
+    token = bearer_token(websocket.headers.get("authorization"))
+    identity = await state.store.authenticate_agent(token)
+    if identity is None:
+        raise Problem(ErrorCode.UNAUTHORIZED, "the agent token is unknown or revoked")
+    return identity, subprotocol
 
 
 async def _deny(websocket: WebSocket, problem: Problem) -> None:
@@ -40,107 +114,65 @@ async def _deny(websocket: WebSocket, problem: Problem) -> None:
         await websocket.close(CloseCode.POLICY_VIOLATION, close_reason(problem.detail))
 
 
-async def agent_socket(websocket: WebSocket) -> None:
-    state = relay_state(websocket)
-    client = websocket.client
-    remote = f"{client.host}:{client.port}" if client else "unknown"
+async def _handshake(
+    state: RelayState,
+    websocket: WebSocket,
+    session: RelaySession,
+    identity: AgentIdentity,
+    remote: str,
+) -> AgentLink | None:
+    """Wait for hello, answer welcome; None when the agent left or stayed silent."""
     try:
-        if state.draining:
-            raise Problem(
-                ErrorCode.AGENT_OFFLINE,
-                "this relay is shutting down; connect again",
-                status=503,
-                headers={"Retry-After": "1"},
-            )
-        if _SECRET_QUERY_NAMES & {k.lower() for k in websocket.query_params}:
-            raise Problem(
-                ErrorCode.BAD_REQUEST,
-                "credentials are never accepted in the URL; send 'Authorization: Bearer <token>'",
-            )
-        offered = list(websocket.scope.get("subprotocols", []))
-        subprotocol = select_subprotocol(offered)
-        if subprotocol is None:
-            raise Problem(ErrorCode.BAD_REQUEST, refusal_reason(offered), status=426)
-        token = bearer_token(websocket.headers.get("authorization"))
-        identity = await state.store.authenticate_agent(token)
-        if identity is None:
-            raise Problem(ErrorCode.UNAUTHORIZED, "the agent token is unknown or revoked")
-    except Problem as problem:
-        log.info("agent connection refused", extra={"remote": remote, "code": problem.code})
-        await _deny(websocket, problem)
-        return
-
-    await websocket.accept(subprotocol=subprotocol)
-    limits = Limits(max_frame_bytes=state.settings.max_frame_bytes)
-    session = RelaySession(limits)
-    receive = websocket.receive
+        message = await asyncio.wait_for(websocket.receive(), state.settings.hello_timeout_s)
+    except TimeoutError:
+        await websocket.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
+        return None
+    if message["type"] == "websocket.disconnect":
+        return None
+    hello = session.receive(_payload(message))
+    assert isinstance(hello, Hello)
     raw_send = websocket.send
 
     async def send_bytes(data: bytes) -> None:
         await raw_send({"type": "websocket.send", "bytes": data})
 
-    link: AgentLink | None = None
-    reason = "agent disconnected"
-    try:
-        try:
-            message = await asyncio.wait_for(receive(), state.settings.hello_timeout_s)
-        except TimeoutError:
-            await websocket.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
-            return
+    link = AgentLink(
+        agent=identity.agent_name,
+        session_id=secrets.token_hex(8),
+        session=session,
+        hello=hello,
+        send=send_bytes,
+        remote=remote,
+    )
+    await send_bytes(session.welcome(link.session_id, state.version, int(time.time() * 1000)))
+    return link
+
+
+async def _serve(websocket: WebSocket, session: RelaySession, link: AgentLink) -> str:
+    """Route the agent's frames until it leaves; returns why it ended."""
+    receive = websocket.receive
+    while True:
+        message = await receive()
         if message["type"] == "websocket.disconnect":
-            return
-        hello = session.receive(_payload(message))
-        assert isinstance(hello, Hello)
-        session_id = secrets.token_hex(8)
-        link = AgentLink(
-            agent=identity.agent_name,
-            session_id=session_id,
-            session=session,
-            hello=hello,
-            send=send_bytes,
-            remote=remote,
-        )
-        await send_bytes(
-            session.welcome(session_id, state.version, int(time.time() * 1000))
-        )
-        state.hub.add(link)
-        log.info(
-            "agent connected",
-            extra={"agent": link.agent, "session": session_id, "remote": remote,
-                   "agent_version": hello.agent_version, "connector": hello.connector},
-        )
-        await _note_seen(state, link)
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                reason = f"agent disconnected (close code {message.get('code', 1005)})"
-                break
-            frame = session.receive(_payload(message))
-            if frame is None:
-                continue
-            if isinstance(frame, Result | Error):
-                link.deliver(frame)
-            elif isinstance(frame, Event):
-                log.info("agent event", extra={"agent": link.agent, "kind": frame.kind})
-    except ProtocolError as exc:
-        log.warning(
-            "agent broke the protocol",
-            extra={"agent": identity.agent_name, "remote": remote, "reason": exc.reason},
-        )
-        reason = exc.reason
-        await websocket.close(exc.close_code, exc.reason)
-    finally:
-        if link is not None:
-            link.close(f"connection closed: {reason}")
-            state.hub.remove(link)
-            log.info(
-                "agent disconnected",
-                extra={"agent": link.agent, "session": link.session_id, "reason": reason},
-            )
-            await _note_seen(state, link)
+            return f"agent disconnected (close code {message.get('code', 1005)})"
+        frame = session.receive(_payload(message))
+        if isinstance(frame, Result | Error):
+            link.deliver(frame)
+        elif isinstance(frame, Event):
+            log.info("agent event", extra={"agent": link.agent, "kind": frame.kind})
 
 
-def _payload(message: dict[str, object]) -> bytes | str:
+async def _protocol_error(
+    websocket: WebSocket, identity: AgentIdentity, remote: str, exc: ProtocolError
+) -> None:
+    log.warning(
+        "agent broke the protocol",
+        extra={"agent": identity.agent_name, "remote": remote, "reason": exc.reason},
+    )
+    await websocket.close(exc.close_code, exc.reason)
+
+
+def _payload(message: Any) -> bytes | str:
     data = message.get("bytes")
     if data is None:
         data = message.get("text")
@@ -161,4 +193,3 @@ async def _note_seen(state: RelayState, link: AgentLink) -> None:
         )
     except Exception:
         log.exception("could not record agent presence", extra={"agent": link.agent})
-

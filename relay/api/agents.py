@@ -102,7 +102,9 @@ async def list_agents(key: Key, state: State) -> AgentList:
 
 
 @router.get("/v1/agents/{agent}", response_model=AgentView, summary="One agent and its connections")
-async def get_agent(key: Key, state: State, agent: Annotated[str, Path(max_length=64)]) -> AgentView:
+async def get_agent(
+    key: Key, state: State, agent: Annotated[str, Path(max_length=64)]
+) -> AgentView:
     if not key.allows_agent(agent):
         raise Problem(ErrorCode.FORBIDDEN, "this API key is not granted this agent")
     record = await state.store.get_agent(agent)

@@ -119,9 +119,7 @@ async def _call(
     )
     headers = {"Server-Timing": timing, "X-Request-ID": request_id}
     if isinstance(frame, Result):
-        return Response(
-            orjson.dumps(frame.value), headers=headers, media_type="application/json"
-        )
+        return Response(orjson.dumps(frame.value), headers=headers, media_type="application/json")
     error_code = parse_error_code(frame.code)
     extra: dict[str, Any] = {}
     if frame.details is not None:
@@ -135,7 +133,7 @@ async def _wait(
     link: AgentLink,
     call_id: int,
     future: asyncio.Future[Result | Error],
-    timeout: float,
+    timeout_s: float,
     receive: Receive,
     operation: Operation,
 ) -> Result | Error:
@@ -154,7 +152,7 @@ async def _wait(
                     future.set_exception(CallerGone())
                 return
 
-    timer = loop.call_later(timeout, expire)
+    timer = loop.call_later(timeout_s, expire)
     watcher = loop.create_task(watch_caller())
     try:
         return await future
@@ -162,7 +160,7 @@ async def _wait(
         await link.cancel(call_id, "deadline passed")
         raise Problem(
             ErrorCode.TIMEOUT,
-            f"no answer from the agent within {timeout:g} s; the call was cancelled",
+            f"no answer from the agent within {timeout_s:g} s; the call was cancelled",
             **_unknown_outcome(operation),
         ) from None
     except CallerGone:
@@ -181,7 +179,7 @@ async def _wait(
         watcher.cancel()
 
 
-def _unknown_outcome(operation: Operation) -> dict[str, str]:
+def _unknown_outcome(operation: Operation) -> dict[str, Any]:
     return {"outcome": "unknown"} if operation.writes else {}
 
 

@@ -31,7 +31,10 @@ async def readyz(state: Annotated[RelayState, Depends(relay_state)]) -> JSONResp
         checks["draining"] = "yes"
         ready = False
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks,
-         "agents_connected": len(state.hub)},
+        {
+            "status": "ready" if ready else "not ready",
+            "checks": checks,
+            "agents_connected": len(state.hub),
+        },
         status_code=200 if ready else 503,
     )

@@ -7,6 +7,7 @@ plumbing: a future per call id, and the ASGI ``send`` callable of the socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -84,9 +85,7 @@ class AgentLink:
         """Send a call frame; the future resolves with the agent's result or error frame."""
         if self.closed:
             raise LinkClosed("connection closed")
-        call_id, data = self.session.call(
-            operation, args, deadline_ms, idempotency_key, request_id
-        )
+        call_id, data = self.session.call(operation, args, deadline_ms, idempotency_key, request_id)
         future: asyncio.Future[Result | Error] = asyncio.get_running_loop().create_future()
         self.waiters[call_id] = future
         self.calls += 1
@@ -102,10 +101,8 @@ class AgentLink:
         self.waiters.pop(call_id, None)
         data = self.session.cancel(call_id, reason)
         if data is not None and not self.closed:
-            try:
+            with contextlib.suppress(Exception):  # the link is going away; its reader cleans up
                 await self._send(data)
-            except Exception:  # noqa: S110 - the link is going away; its reader cleans up
-                pass
 
     def deliver(self, frame: Result | Error) -> None:
         future = self.waiters.pop(frame.id, None)
@@ -140,4 +137,3 @@ class AgentLink:
             "calls": self.calls,
             "errors": self.errors,
         }
-

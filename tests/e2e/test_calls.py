@@ -54,8 +54,11 @@ async def test_unknown_operation_is_404(client: httpx.AsyncClient) -> None:
 async def test_invalid_arguments_name_the_fields(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/agents/acme/calls/orders.create",
-        json={"external_number": "X", "customer": {"nip": "1234567890"},
-              "lines": [{"sku": "A", "quantity": 1.5}]},
+        json={
+            "external_number": "X",
+            "customer": {"nip": "1234567890"},
+            "lines": [{"sku": "A", "quantity": 1.5}],
+        },
     )
     assert response.status_code == 422
     body = response.json()
@@ -68,7 +71,8 @@ async def test_invalid_arguments_name_the_fields(client: httpx.AsyncClient) -> N
 
 async def test_malformed_json_body_is_422(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/v1/agents/acme/calls/ping", content=b"{not json",
+        "/v1/agents/acme/calls/ping",
+        content=b"{not json",
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 422
@@ -77,7 +81,8 @@ async def test_malformed_json_body_is_422(client: httpx.AsyncClient) -> None:
 async def test_payload_too_large_is_413(relay: RelayHandle, client: httpx.AsyncClient) -> None:
     big = b'{"query": "' + b"x" * (relay.settings.max_body_bytes + 10) + b'"}'
     response = await client.post(
-        "/v1/agents/acme/calls/customers.search", content=big,
+        "/v1/agents/acme/calls/customers.search",
+        content=big,
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 413
@@ -88,7 +93,8 @@ async def test_missing_and_wrong_api_key_are_401(relay: RelayHandle) -> None:
     async with httpx.AsyncClient(base_url=relay.base_url) as http:
         missing = await http.post("/v1/agents/acme/calls/ping", json={})
         wrong = await http.post(
-            "/v1/agents/acme/calls/ping", json={},
+            "/v1/agents/acme/calls/ping",
+            json={},
             headers={"Authorization": "Bearer erpk_aaaaaaaaaaaa_notarealsecretnotarealsecret"},
         )
     assert missing.status_code == 401 and missing.json()["code"] == "unauthorized"
@@ -150,7 +156,8 @@ async def test_bad_timeout_parameter_is_400(client: httpx.AsyncClient) -> None:
 async def test_wrong_agent_token_is_refused_before_the_upgrade(relay: RelayHandle) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await connect(
-            relay.ws_url, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            relay.ws_url,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             additional_headers={"Authorization": "Bearer erpa_aaaaaaaaaaaa_wrongwrongwrongwrong"},
         )
     assert refused.value.response.status_code == 401
@@ -162,7 +169,8 @@ async def test_unknown_protocol_version_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await connect(
-            relay.ws_url, subprotocols=["erp-relay.v99"],  # type: ignore[list-item]
+            relay.ws_url,
+            subprotocols=["erp-relay.v99"],  # type: ignore[list-item]
             additional_headers={"Authorization": f"Bearer {creds.agent_token}"},
         )
     assert refused.value.response.status_code == 426
@@ -179,27 +187,35 @@ async def test_token_in_query_string_is_refused(relay: RelayHandle, creds: Crede
 
 
 async def test_silent_socket_is_closed_after_hello_timeout(creds: Credentials) -> None:
-    async with serve_relay(creds.database_url, hello_timeout_s=0.3) as relay:
-        async with connect(
-            relay.ws_url, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+    async with (
+        serve_relay(creds.database_url, hello_timeout_s=0.3) as relay,
+        connect(
+            relay.ws_url,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             additional_headers={"Authorization": f"Bearer {creds.agent_token}"},
-        ) as ws:
-            with pytest.raises(websockets.ConnectionClosed):
-                await asyncio.wait_for(ws.recv(), 5)
-            assert ws.close_code == 4002
+        ) as ws,
+    ):
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4002
 
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"\xff\xfe not json", b"[1, 2, 3]", b'{"type": "launch_missiles"}',
-     b'{"type": "hello", "agent_version": 5}'],
+    [
+        b"\xff\xfe not json",
+        b"[1, 2, 3]",
+        b'{"type": "launch_missiles"}',
+        b'{"type": "hello", "agent_version": 5}',
+    ],
 )
 async def test_rogue_agent_is_closed_and_others_keep_working(
     relay: RelayHandle, creds: Credentials, client: httpx.AsyncClient, garbage: bytes
 ) -> None:
     async with run_agent(relay.ws_url, creds.other_agent_token, ScriptedConnector(label="good")):
         async with connect(
-            relay.ws_url, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            relay.ws_url,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             additional_headers={"Authorization": f"Bearer {creds.agent_token}"},
         ) as rogue:
             await rogue.send(garbage)
@@ -215,7 +231,8 @@ async def test_rogue_agent_answering_a_call_never_sent_is_closed(
     relay: RelayHandle, creds: Credentials
 ) -> None:
     async with connect(
-        relay.ws_url, subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        relay.ws_url,
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
         additional_headers={"Authorization": f"Bearer {creds.agent_token}"},
     ) as rogue:
         await rogue.send(
@@ -233,14 +250,17 @@ async def test_two_agents_for_one_name_both_serve(
     relay: RelayHandle, creds: Credentials, client: httpx.AsyncClient
 ) -> None:
     first, second = ScriptedConnector(label="one"), ScriptedConnector(label="two")
-    async with run_agent(relay.ws_url, creds.agent_token, first), run_agent(
-        relay.ws_url, creds.agent_token, second
+    async with (
+        run_agent(relay.ws_url, creds.agent_token, first),
+        run_agent(relay.ws_url, creds.agent_token, second),
     ):
         listing = await client.get("/v1/agents/acme")
         assert len(listing.json()["connections"]) == 2
         answers = await asyncio.gather(
-            *[client.post("/v1/agents/acme/calls/customers.get", json={"id": "1"})
-              for _ in range(20)]
+            *[
+                client.post("/v1/agents/acme/calls/customers.get", json={"id": "1"})
+                for _ in range(20)
+            ]
         )
     assert all(r.status_code == 200 for r in answers)
     assert {r.json()["name"] for r in answers} == {"one", "two"}
@@ -254,9 +274,12 @@ async def test_agent_comes_back_after_relay_restart(creds: Credentials) -> None:
     async with run_agent(relay.ws_url, creds.agent_token, ScriptedConnector()) as agent:
         await first.__aexit__(None, None, None)
         await wait_for(lambda: not agent.status.connected, what="the agent to notice")
-        async with serve_relay(creds.database_url, port=port) as again, httpx.AsyncClient(
-            base_url=again.base_url, headers={"Authorization": f"Bearer {creds.api_key}"}
-        ) as http:
+        async with (
+            serve_relay(creds.database_url, port=port) as again,
+            httpx.AsyncClient(
+                base_url=again.base_url, headers={"Authorization": f"Bearer {creds.api_key}"}
+            ) as http,
+        ):
             await wait_for(lambda: agent.status.connected, timeout=10, what="reconnect")
             response = await http.post("/v1/agents/acme/calls/ping", json={})
         assert response.status_code == 200

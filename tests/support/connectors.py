@@ -56,8 +56,9 @@ class ScriptedSession(ConnectorSession):
             self._stop.clear()
             self.connector.interrupted.set()
             raise ErpFailure("interrupted")
-        return PingResult(connector=self.connector.name, erp=self.connector.label,
-                          agent_version="test")
+        return PingResult(
+            connector=self.connector.name, erp=self.connector.label, agent_version="test"
+        )
 
     @handles("customers.get")
     def customer(self, args: CustomerRef, ctx: CallContext) -> BaseModel:

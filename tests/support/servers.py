@@ -55,9 +55,7 @@ async def serve_relay(
     database_url: str, port: int | None = None, **overrides: Any
 ) -> AsyncIterator[RelayHandle]:
     port = port or free_port()
-    settings = RelaySettings(
-        database_url=database_url, host="127.0.0.1", port=port, **overrides
-    )
+    settings = RelaySettings(database_url=database_url, host="127.0.0.1", port=port, **overrides)
     server = RelayServer(uvicorn_config(create_app(settings), settings, loop="asyncio"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -75,12 +73,15 @@ async def serve_relay(
 def agent_settings(ws_url: str, token: str, **agent: Any) -> AgentSettings:
     return AgentSettings(
         relay=RelayOptions(
-            url=ws_url, allow_insecure=True, connect_timeout_s=5,
+            url=ws_url,
+            allow_insecure=True,
+            connect_timeout_s=5,
             ping_interval_s=agent.pop("ping_interval_s", 5),
             ping_timeout_s=agent.pop("ping_timeout_s", 5),
         ),
         reconnect=ReconnectOptions(
-            base_s=agent.pop("base_s", 0.1), cap_s=agent.pop("cap_s", 1.0),
+            base_s=agent.pop("base_s", 0.1),
+            cap_s=agent.pop("cap_s", 1.0),
             stable_after_s=agent.pop("stable_after_s", 2.0),
         ),
         agent=AgentOptions(**agent),

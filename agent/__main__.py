@@ -1,0 +1,5 @@
+"""``python -m agent`` is ``erp-agent``."""
+
+from agent.cli import main
+
+main()

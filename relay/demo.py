@@ -1,0 +1,142 @@
+"""``erp-relay demo``: the whole system on one machine, with nothing to install or configure.
+
+It starts a relay on SQLite, registers an agent and an API key, and starts a real agent process
+(``python -m agent run``) with the built-in demo ERP, a SQLite database shaped like Subiekt GT.
+The relay does not import the agent package: the agent is a separate process, as in an office.
+Everything lives in a state directory that is recreated on every run, so the printed key and
+curl line always work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from relay.app import create_app
+from relay.server import RelayServer, uvicorn_config
+from relay.settings import RelaySettings
+from relay.state import RelayState
+from relay.store import Store
+from relay.store.db import upgrade
+
+DEMO_AGENT = "demo"
+AGENT_START_TIMEOUT_S = 120.0
+
+
+def _agent_config(state_dir: Path, port: int) -> Path:
+    erp = state_dir / "demo-erp.sqlite"
+    config = state_dir / "agent.toml"
+    config.write_text(
+        "# Written by `erp-relay demo`. A real agent uses wss:// and its own token file.\n"
+        "[relay]\n"
+        f'url = "ws://127.0.0.1:{port}/v1/agent/connect"\n'
+        "allow_insecure = true\n"
+        f'token_file = "{(state_dir / "agent.token").as_posix()}"\n\n'
+        "[agent]\nmax_concurrency = 4\n\n"
+        "[connector]\n"
+        'type = "demo"\n'
+        f'path = "{erp.as_posix()}"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+async def _prepare(database_url: str) -> tuple[str, str]:
+    """Create the store, the demo agent and an API key; return the token and the key."""
+    await upgrade(database_url)
+    store = await Store.open(database_url)
+    try:
+        token = await store.create_agent(DEMO_AGENT)
+        key = await store.create_api_key("demo", [DEMO_AGENT], ["*"])
+    finally:
+        await store.close()
+    return token.plaintext, key.plaintext
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    path.write_text(secret + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+def _banner(port: int, api_key: str) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return "\n".join(
+        [
+            "",
+            "ERP Relay demo is running: relay + agent + demo ERP (Subiekt GT schema, SQLite)",
+            f"  API docs      {base}/docs",
+            f"  OpenAPI       {base}/openapi.json",
+            f"  agents        {base}/v1/agents",
+            f"  API key       {api_key}   (shown once; stored hashed)",
+            "",
+            "Try it:",
+            f"  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
+            f'-d \'{{"symbol": "K0001"}}\' {base}/v1/agents/{DEMO_AGENT}/calls/customers.balance',
+            "",
+            "Press Ctrl+C to stop.",
+            "",
+        ]
+    )
+
+
+async def run_demo(state_dir: Path, port: int) -> None:
+    database_url = f"sqlite+aiosqlite:///{(state_dir / 'relay.sqlite').as_posix()}"
+    token, api_key = await _prepare(database_url)
+    await asyncio.to_thread(_write_secret, state_dir / "agent.token", token)
+    config = await asyncio.to_thread(_agent_config, state_dir, port)
+    settings = RelaySettings(database_url=database_url, host="127.0.0.1", port=port)
+    app = create_app(settings)
+    server = RelayServer(uvicorn_config(app, settings))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            raise click.ClickException(f"the relay could not start on port {port}")
+        await asyncio.sleep(0.05)
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "run",
+        "--config",
+        str(config),
+        env={k: v for k, v in os.environ.items() if not k.startswith("ERP_AGENT_")},
+    )
+    try:
+        state: RelayState = app.state.relay
+        deadline = time.monotonic() + AGENT_START_TIMEOUT_S
+        while not state.hub.is_online(DEMO_AGENT):
+            if agent.returncode is not None or time.monotonic() > deadline or serving.done():
+                server.should_exit = True
+                raise click.ClickException("the demo agent did not connect; see its log above")
+            await asyncio.sleep(0.1)
+        click.echo(_banner(port, api_key))
+        await serving
+    finally:
+        if agent.returncode is None:
+            agent.terminate()
+            await agent.wait()
+
+
+@click.command("demo")
+@click.option("--port", type=int, default=8000, show_default=True, help="Relay port.")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".erp-relay-demo"),
+    show_default=True,
+    help="Where the demo keeps its databases; wiped at every start.",
+)
+def demo_command(port: int, state_dir: Path) -> None:
+    """Run relay + agent + demo ERP on this machine (SQLite, no external servers)."""
+    state_dir = state_dir.resolve()
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
+    asyncio.run(run_demo(state_dir, port))
