@@ -114,7 +114,8 @@ async def _check_relay(settings: AgentSettings, connector: Connector) -> CheckIt
         raise ConnectFailed(ended.reason)
 
     try:
-        detail = await asyncio.wait_for(probe(), settings.relay.connect_timeout_s + 2)
+        async with asyncio.timeout(settings.relay.connect_timeout_s + 2):
+            detail = await probe()
         return CheckItem("relay", True, detail)
     except (ConnectFailed, TimeoutError, ValueError) as exc:
         return CheckItem("relay", False, str(exc) or "no answer in time")

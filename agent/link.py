@@ -96,7 +96,10 @@ async def _serve(
     running: dict[int, tuple[asyncio.Task[None], Running]] = {}
     try:
         await ws.send(session.hello(hello))
-        first = await asyncio.wait_for(ws.recv(), settings.relay.connect_timeout_s)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the inner future completes, and the supervisor's stop would be lost.
+        async with asyncio.timeout(settings.relay.connect_timeout_s):
+            first = await ws.recv()
         welcome = session.receive(first)
         assert isinstance(welcome, Welcome)
         status.connected = True

@@ -75,7 +75,8 @@ class Supervisor:
                 if delay > 0:
                     log.info("reconnecting", extra={"in_s": round(delay, 2)})
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
         finally:
             # waits for calls still in worker threads; off the loop so it keeps turning
             await asyncio.to_thread(self.executor.close)

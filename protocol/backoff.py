@@ -22,7 +22,7 @@ def backoff(
     The generator never ends; the caller starts a fresh one once a connection has stayed up
     long enough to count as stable.
     """
-    ceiling = base
+    ceiling = min(cap, base)
     while True:
         yield rand() * ceiling
         ceiling = min(cap, ceiling * factor)

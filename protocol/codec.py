@@ -74,9 +74,10 @@ def encode(frame: Frame) -> bytes:
 
 def decode(data: bytes | bytearray | memoryview | str, limits: Limits = DEFAULT_LIMITS) -> Frame:
     """Parse one message into a frame, enforcing `limits`; raise `FrameError` on anything else."""
-    if len(data) > limits.max_frame_bytes:
+    size = _byte_size(data, limits.max_frame_bytes)
+    if size > limits.max_frame_bytes:
         raise FrameError(
-            f"frame of {len(data)} bytes exceeds the limit of {limits.max_frame_bytes}",
+            f"frame of {size} bytes exceeds the limit of {limits.max_frame_bytes}",
             CloseCode.MESSAGE_TOO_BIG,
         )
     try:
@@ -90,6 +91,16 @@ def decode(data: bytes | bytearray | memoryview | str, limits: Limits = DEFAULT_
     if decoder is None:
         raise FrameError(f"unknown frame type {_show(kind)}")
     return decoder(obj, limits)
+
+
+def _byte_size(data: bytes | bytearray | memoryview | str, limit: int) -> int:
+    """The size of a message in bytes: a text message counts its UTF-8 bytes, not characters."""
+    if isinstance(data, memoryview):
+        return data.nbytes
+    if isinstance(data, str) and limit // 4 < len(data) <= limit:
+        # Only a string this long can hold more than `limit` bytes of UTF-8 yet pass on length.
+        return len(data.encode("utf-8", "surrogatepass"))
+    return len(data)
 
 
 def _show(value: object) -> str:

@@ -60,7 +60,7 @@ class RelaySession:
     def receive(self, data: bytes | str) -> Frame | None:
         """Decode a message from the agent; None means a late answer, already dropped."""
         frame = decode(data, self._limits)
-        if self.state is State.HANDSHAKE:
+        if self.hello is None:
             if not isinstance(frame, Hello):
                 raise UnexpectedFrame(f"expected hello first, got {type(frame).__name__.lower()}")
             self.hello = frame
@@ -136,9 +136,7 @@ class AgentSession:
         frame = decode(data, self._limits)
         if self.state is State.HANDSHAKE:
             if not isinstance(frame, Welcome):
-                raise UnexpectedFrame(
-                    f"expected welcome first, got {type(frame).__name__.lower()}"
-                )
+                raise UnexpectedFrame(f"expected welcome first, got {type(frame).__name__.lower()}")
             self.welcome = frame
             self.state = State.OPEN
             return frame

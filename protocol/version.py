@@ -22,9 +22,8 @@ def select_subprotocol(offered: list[str] | tuple[str, ...]) -> str | None:
 def refusal_reason(offered: list[str] | tuple[str, ...]) -> str:
     """Explain a refused handshake so that an office admin can act on it."""
     if not offered:
-        return (
-            "no protocol version offered: send Sec-WebSocket-Protocol with one of "
-            + ", ".join(SUPPORTED_SUBPROTOCOLS)
+        return "no protocol version offered: send Sec-WebSocket-Protocol with one of " + ", ".join(
+            SUPPORTED_SUBPROTOCOLS
         )
     return (
         f"protocol version {', '.join(offered)} is not supported by this relay; "

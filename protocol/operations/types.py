@@ -9,6 +9,7 @@ hold both.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -25,25 +26,29 @@ from pydantic import (
 
 from protocol.operations.identifiers import is_valid_ean13, is_valid_nip, normalize_nip
 
-_DECIMAL_PATTERN = r"^-?\d{1,15}(\.\d{1,4})?$"
+_MAX_DIGITS = 19
+_PLAIN_DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
 
 
-def _refuse_float(value: Any) -> Any:
+def _plain_decimal(value: Any) -> Any:
+    """Refuse floats, and strings that are not plain decimal notation ("1e3", "+3", "1_000")."""
     if isinstance(value, float):
         raise ValueError('send decimal amounts as strings, for example "1234.50"')
+    if isinstance(value, str) and not _PLAIN_DECIMAL.match(value.strip()):
+        raise ValueError('not a plain decimal number such as "1234.50"')
     return value
 
 
 def _decimal_type(places: int, description: str, example: str) -> Any:
     return Annotated[
         Decimal,
-        BeforeValidator(_refuse_float),
-        Field(max_digits=19, decimal_places=places, allow_inf_nan=False),
+        BeforeValidator(_plain_decimal),
+        Field(max_digits=_MAX_DIGITS, decimal_places=places, allow_inf_nan=False),
         PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
         WithJsonSchema(
             {
                 "type": "string",
-                "pattern": _DECIMAL_PATTERN,
+                "pattern": rf"^-?\d{{1,{_MAX_DIGITS - places}}}(\.\d{{1,{places}}})?$",
                 "description": description,
                 "examples": [example],
             }

@@ -123,7 +123,8 @@ async def _handshake(
 ) -> AgentLink | None:
     """Wait for hello, answer welcome; None when the agent left or stayed silent."""
     try:
-        message = await asyncio.wait_for(websocket.receive(), state.settings.hello_timeout_s)
+        async with asyncio.timeout(state.settings.hello_timeout_s):
+            message = await websocket.receive()
     except TimeoutError:
         await websocket.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
         return None

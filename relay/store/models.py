@@ -1,0 +1,139 @@
+"""The relay's tables, as SQLAlchemy Core, portable between SQLite and PostgreSQL.
+
+Core rather than the ORM: the repositories issue a handful of explicit statements (one indexed
+read per authentication, one bulk insert per call-log batch) and return frozen records, so an
+identity map and lazy loading would only add cost and surprises under asyncio.
+
+The migrations in `migrations/versions` are the source of truth for the deployed schema; these
+definitions must match them (`tests/integration/test_store.py` compares the two).
+
+Secrets are never stored: tokens and keys keep a SHA-256 hash of their secret part (see
+`relay.secrets`). The call log keeps who called what, when, and how it ended, never payloads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so later migrations can drop or alter them on both backends."""
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+AGENT_NAME_MAX = 63
+PUBLIC_ID_MAX = 12
+HASH_LENGTH = 64
+VERSION_MAX = 64
+CONNECTOR_MAX = 64
+ERP_MAX = 128
+ADDRESS_MAX = 255
+KEY_NAME_MAX = 100
+OPERATION_MAX = 100
+CODE_MAX = 64
+REQUEST_ID_MAX = 128
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL keeps the zone (timestamptz) but SQLite drops it and returns naive values, which
+    then fail to compare with aware ones. This type converts to UTC on the way in, refuses naive
+    values (a naive `datetime.now()` is local time, silently wrong), and marks values read back
+    as UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+# SQLite autoincrements only a column declared exactly INTEGER PRIMARY KEY.
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(AGENT_NAME_MAX), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("last_seen_at", UTCDateTime, nullable=True),
+    sa.Column("last_version", sa.String(VERSION_MAX), nullable=True),
+    sa.Column("last_connector", sa.String(CONNECTOR_MAX), nullable=True),
+    sa.Column("last_erp", sa.String(ERP_MAX), nullable=True),
+    sa.Column("last_address", sa.String(ADDRESS_MAX), nullable=True),
+)
+
+agent_tokens = sa.Table(
+    "agent_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("public_id", sa.String(PUBLIC_ID_MAX), nullable=False, unique=True),
+    sa.Column(
+        "agent_id",
+        sa.Integer,
+        sa.ForeignKey("agents.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("secret_hash", sa.String(HASH_LENGTH), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("public_id", sa.String(PUBLIC_ID_MAX), nullable=False, unique=True),
+    sa.Column("name", sa.String(KEY_NAME_MAX), nullable=False),
+    sa.Column("secret_hash", sa.String(HASH_LENGTH), nullable=False),
+    # Agent names, or ["*"] for every agent.
+    sa.Column("agents", sa.JSON, nullable=False),
+    # Operation names, "group.*" patterns, or ["*"] for every operation.
+    sa.Column("operations", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+call_log = sa.Table(
+    "call_log",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    # The public id of the API key that made the call. Not a foreign key: the log outlives
+    # revoked keys and the hot-path insert must not depend on other rows.
+    sa.Column("api_key_id", sa.String(PUBLIC_ID_MAX), nullable=True),
+    sa.Column("agent_name", sa.String(AGENT_NAME_MAX), nullable=False),
+    sa.Column("operation", sa.String(OPERATION_MAX), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("code", sa.String(CODE_MAX), nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=False),
+    sa.Index("ix_call_log_agent_name_at", "agent_name", "at"),
+    sa.Index("ix_call_log_at", "at"),
+)
