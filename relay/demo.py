@@ -10,6 +10,7 @@ curl line always work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -77,7 +78,7 @@ def _banner(port: int, api_key: str) -> str:
             "",
             "Try it:",
             f"  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
-            f'-d \'{{"symbol": "K0001"}}\' {base}/v1/agents/{DEMO_AGENT}/calls/customers.balance',
+            f'-d \'{{"id": "1"}}\' {base}/v1/agents/{DEMO_AGENT}/calls/customers.balance',
             "",
             "Press Ctrl+C to stop.",
             "",
@@ -139,4 +140,6 @@ def demo_command(port: int, state_dir: Path) -> None:
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
-    asyncio.run(run_demo(state_dir, port))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a demo ends
+        asyncio.run(run_demo(state_dir, port))
+    click.echo("Demo stopped.")

@@ -284,3 +284,53 @@ async def test_agent_comes_back_after_relay_restart(creds: Credentials) -> None:
             response = await http.post("/v1/agents/acme/calls/ping", json={})
         assert response.status_code == 200
         assert agent.connections >= 1
+
+
+@pytest.mark.parametrize(
+    ("customer", "status", "code", "retryable"),
+    [
+        ("unavailable", 503, "erp_unavailable", True),
+        ("broken", 502, "erp_error", False),
+        ("crash", 502, "erp_error", False),
+    ],
+)
+async def test_erp_failures_map_to_stable_codes(
+    relay: RelayHandle,
+    creds: Credentials,
+    client: httpx.AsyncClient,
+    customer: str,
+    status: int,
+    code: str,
+    retryable: bool,
+) -> None:
+    async with run_agent(relay.ws_url, creds.agent_token, ScriptedConnector()):
+        response = await client.post("/v1/agents/acme/calls/customers.get", json={"id": customer})
+    assert response.status_code == status
+    body = response.json()
+    assert body["code"] == code
+    assert body["retryable"] is retryable
+    assert "Kowalski" not in response.text, "an unexpected ERP error never leaks its text"
+
+
+async def test_compression_is_never_negotiated(relay: RelayHandle, creds: Credentials) -> None:
+    async with connect(
+        relay.ws_url,
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {creds.agent_token}"},
+        compression="deflate",
+    ) as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
+async def test_oversized_message_closes_with_1009(relay: RelayHandle, creds: Credentials) -> None:
+    async with connect(
+        relay.ws_url,
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Bearer {creds.agent_token}"},
+        max_size=None,
+    ) as ws:
+        await ws.send(b"x" * (relay.settings.max_frame_bytes + 1))
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1009

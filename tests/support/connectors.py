@@ -14,6 +14,7 @@ from agent.connectors.base import (
     ConnectorInfo,
     ConnectorSession,
     ErpFailure,
+    ErpUnavailable,
     handles,
 )
 from protocol.operations.customers import Customer, CustomerRef
@@ -62,7 +63,14 @@ class ScriptedSession(ConnectorSession):
 
     @handles("customers.get")
     def customer(self, args: CustomerRef, ctx: CallContext) -> BaseModel:
+        """Ids ``unavailable``, ``broken`` and ``crash`` fail the three ways an ERP can."""
         self.connector.calls.append("customers.get")
+        if args.id == "unavailable":
+            raise ErpUnavailable("database is restarting")
+        if args.id == "broken":
+            raise ErpFailure("the ERP refused: document locked")
+        if args.id == "crash":
+            raise RuntimeError("Kowalski Jan, NIP 5260001246: secret ERP text")
         return Customer(id=args.id or "1", symbol="S", name=self.connector.label)
 
     def interrupt(self) -> None:
