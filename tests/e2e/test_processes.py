@@ -93,8 +93,11 @@ def test_operator_journey(tmp_path: Path, processes: list[subprocess.Popen[str]]
     assert token not in offline.stdout + offline.stderr
 
     relay = subprocess.Popen(
-        [str(BIN / "erp-relay"), "serve", "--port", str(port)], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [str(BIN / "erp-relay"), "serve", "--port", str(port)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     processes.append(relay)
     base = f"http://127.0.0.1:{port}"
@@ -104,8 +107,11 @@ def test_operator_journey(tmp_path: Path, processes: list[subprocess.Popen[str]]
     assert "ok   relay" in report.stdout
 
     agent = subprocess.Popen(
-        [str(BIN / "erp-agent"), "run", "--config", str(config)], env=_env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [str(BIN / "erp-agent"), "run", "--config", str(config)],
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     processes.append(agent)
     headers = {"Authorization": f"Bearer {api_key}"}
@@ -115,7 +121,9 @@ def test_operator_journey(tmp_path: Path, processes: list[subprocess.Popen[str]]
         assert agent.poll() is None, agent.stdout.read() if agent.stdout else ""
         time.sleep(0.1)
     answer = httpx.post(
-        f"{base}/v1/agents/acme/calls/customers.balance", json={"id": "1"}, headers=headers,
+        f"{base}/v1/agents/acme/calls/customers.balance",
+        json={"id": "1"},
+        headers=headers,
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
@@ -137,9 +145,19 @@ def test_demo_command_prints_a_working_curl_line(
 ) -> None:
     port = free_port()
     demo = subprocess.Popen(
-        [str(BIN / "erp-relay"), "demo", "--port", str(port), "--state-dir",
-         str(tmp_path / "state")],
-        env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path,
+        [
+            str(BIN / "erp-relay"),
+            "demo",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
     )
     processes.append(demo)
     assert demo.stdout is not None
@@ -151,9 +169,7 @@ def test_demo_command_prints_a_working_curl_line(
         if "Press Ctrl+C" in line or time.monotonic() > deadline:
             break
     assert curl_line, "the demo printed no curl line"
-    result = subprocess.run(
-        shlex.split(curl_line), capture_output=True, timeout=30, check=True
-    )
+    result = subprocess.run(shlex.split(curl_line), capture_output=True, timeout=30, check=True)
     body = orjson.loads(result.stdout)
     assert "receivables" in body, body
     assert f"http://127.0.0.1:{port}" in curl_line
