@@ -77,7 +77,11 @@ class Dispatcher:
         if remaining <= 0:
             return Failure(ErrorCode.TIMEOUT, "the deadline passed before the call started")
         ctx = CallContext(call.operation, call.idempotency_key, call.request_id, deadline)
-        timer = asyncio.get_running_loop().call_later(remaining, running.interrupt)
+        timer = (
+            asyncio.get_running_loop().call_later(remaining, running.interrupt)
+            if self._executor.blocking
+            else None
+        )
         try:
             result, erp_ms = await self._executor.run(call.operation, args, ctx, running)
         except NotStarted as exc:
@@ -93,7 +97,8 @@ class Dispatcher:
             )
             return Failure(ErrorCode.ERP_ERROR, "the ERP connector failed; see the agent log")
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
         if not isinstance(result, operation.result):
             log.error("connector returned the wrong type", extra={"operation": call.operation})
             return Failure(ErrorCode.ERP_ERROR, "the ERP connector returned an invalid result")

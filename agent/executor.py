@@ -51,6 +51,11 @@ class Executor:
         self._lock = threading.Lock()
         self._inline_session: ConnectorSession | None = None
 
+    @property
+    def blocking(self) -> bool:
+        """False when calls run on the event loop, where nothing can interrupt them."""
+        return self._connector.blocking
+
     async def run(
         self, operation: str, args: BaseModel, ctx: CallContext, running: Running
     ) -> tuple[BaseModel, float]:

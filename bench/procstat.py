@@ -18,6 +18,14 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / _TICK
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) seconds of every thread of `pid`."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2 :].split()
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
 def self_cpu_seconds() -> float:
     """This process's own CPU time (all threads), at full resolution."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 from bench.answer import ANSWER_JSON, REQUEST_BODY  # noqa: E402
 from bench.experiments import EXPERIMENTS  # noqa: E402
 from bench.loadgen import RunResult, build_request, run_load  # noqa: E402
-from bench.procstat import cpu_seconds, raise_nofile, self_cpu_seconds, status_kib  # noqa: E402
+from bench.procstat import cpu_seconds, cpu_split, raise_nofile, self_cpu_seconds, status_kib  # noqa: E402
 
 HOST = "127.0.0.1"
 FLUSH_WAIT_S = 1.2
@@ -197,6 +197,7 @@ async def measure(
         raise RuntimeError(f"{label}: warm-up failed: {warm.statuses}")
     for concurrency, n in ((1, plan.n_c1), (16, plan.n_c16)):
         await asyncio.sleep(FLUSH_WAIT_S)
+        split0 = cpu_split(server_pid)
         server0 = cpu_seconds(server_pid)
         agent0 = cpu_seconds(agent_pid) if agent_pid else 0.0
         client0 = self_cpu_seconds()
@@ -204,6 +205,7 @@ async def measure(
         client1 = self_cpu_seconds()
         await asyncio.sleep(FLUSH_WAIT_S)
         server1 = cpu_seconds(server_pid)
+        split1 = cpu_split(server_pid)
         agent1 = cpu_seconds(agent_pid) if agent_pid else 0.0
         rows.append(
             row(
@@ -215,7 +217,13 @@ async def measure(
                 client1 - client0,
             )
         )
-        print(f"  {label:<10} c={concurrency:<3} {fmt_row(rows[-1])}", flush=True)
+        user_us = (split1[0] - split0[0]) * 1e6 / n
+        system_us = (split1[1] - split0[1]) * 1e6 / n
+        print(
+            f"  {label:<10} c={concurrency:<3} {fmt_row(rows[-1])}"
+            f"  (server user {user_us:.0f} µs, system {system_us:.0f} µs)",
+            flush=True,
+        )
     return rows
 
 
@@ -456,6 +464,9 @@ def fresh_profile_paths(outdir: Path) -> tuple[Path, Path]:
     return paths
 
 
+PROFILE_CONCURRENCY = int(os.environ.get("BENCH_PROFILE_CONCURRENCY", "16"))
+
+
 async def profile(out: str, plan: Plan, url: str, token: str, api_key: str) -> None:
     """Scenario (b) at c=16 again, with cProfile on in the relay and the agent."""
     import pstats
@@ -486,7 +497,7 @@ async def profile(out: str, plan: Plan, url: str, token: str, api_key: str) -> N
             for process in (relay, agent):
                 process.send_signal(signal.SIGUSR1)
             await asyncio.sleep(0.2)
-            await run_load(HOST, port, request, 16, plan.n_c16)
+            await run_load(HOST, port, request, PROFILE_CONCURRENCY, plan.n_c16)
             await asyncio.sleep(FLUSH_WAIT_S)
             for process in (relay, agent):
                 process.send_signal(signal.SIGUSR2)

@@ -7,6 +7,7 @@ can run many relays in one process.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,12 +18,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from protocol.errors import ErrorCode
 from relay.api import agents, health
 from relay.api.agent_socket import agent_socket
-from relay.api.calls import call_operation
+from relay.api.calls import handle_call, parse_call_path
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
 from relay.hub import Hub
@@ -50,7 +52,33 @@ def relay_version() -> str:
         return "0+unknown"
 
 
-def create_app(settings: RelaySettings | None = None, store: Store | None = None) -> FastAPI:
+class RelayApp:
+    """The ASGI entry point: CRM calls go straight to their handler, the rest to FastAPI.
+
+    A forwarded call is the relay's whole job and must cost less than the framework around it
+    (docs/performance.md): Starlette's middleware, routing and request objects alone cost as
+    much as a direct FastAPI endpoint. FastAPI still serves everything else (listing, health,
+    OpenAPI, docs, the agent socket) and still documents the call paths.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    @property
+    def state(self) -> RelayState:
+        relay: RelayState = self.app.state.relay
+        return relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = parse_call_path(scope["path"])
+            if target is not None:
+                await handle_call(self.app.state.relay, scope, receive, send, *target)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: RelaySettings | None = None, store: Store | None = None) -> RelayApp:
     settings = settings or RelaySettings()
 
     @asynccontextmanager
@@ -68,6 +96,10 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
         )
         app.state.relay = state
         await calllog.start()
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise pause every call (docs/performance.md).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -86,9 +118,7 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
-    )
-    app.router.routes.append(
-        Route("/v1/agents/{agent}/calls/{operation}", call_operation, methods=["POST"])
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
     app.include_router(health.router)
@@ -119,4 +149,4 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(Exception, on_crash)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
-    return app
+    return RelayApp(app)

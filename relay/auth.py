@@ -52,7 +52,7 @@ class ApiKeyCache:
 
     async def authenticate(self, authorization: str | None) -> ApiKeyRecord:
         token = bearer_token(authorization)
-        digest = hashlib.sha256(token.encode()).digest()
+        digest = hashlib.sha256(token.encode("latin-1")).digest()
         now = time.monotonic()
         entry = self._entries.get(digest)
         if entry is not None and entry[0] > now:

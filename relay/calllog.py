@@ -145,9 +145,16 @@ class CallLog:
                     self._wake.clear()
 
     async def _flush(self) -> bool:
-        """Write every queued batch; False after a transient failure (rows kept)."""
-        while self._queue and not self._stopping:
-            batch = self._take()
+        """Write the rows queued when the flush began; False after a transient failure.
+
+        Rows that arrive while a batch is being written wait for the next interval: draining
+        until the queue is empty would, under steady load, never stop writing, and turn one
+        commit a second into one commit every few calls.
+        """
+        remaining = len(self._queue)
+        while remaining > 0 and not self._stopping:
+            batch = self._take(remaining)
+            remaining -= len(batch)
             try:
                 await self._store.write_call_log(batch)
             except TRANSIENT_ERRORS as exc:
@@ -162,8 +169,8 @@ class CallLog:
             self.written += len(batch)
         return True
 
-    def _take(self) -> list[CallLogRow]:
-        count = min(self._max_batch, len(self._queue))
+    def _take(self, limit: int | None = None) -> list[CallLogRow]:
+        count = min(self._max_batch, len(self._queue), limit or len(self._queue))
         return [self._queue.popleft() for _ in range(count)]
 
     def _fail(self, exc: Exception, rows: int) -> None:

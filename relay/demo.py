@@ -110,7 +110,7 @@ async def run_demo(state_dir: Path, port: int) -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("ERP_AGENT_")},
     )
     try:
-        state: RelayState = app.state.relay
+        state: RelayState = app.state
         deadline = time.monotonic() + AGENT_START_TIMEOUT_S
         while not state.hub.is_online(DEMO_AGENT):
             if agent.returncode is not None or time.monotonic() > deadline or serving.done():

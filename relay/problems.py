@@ -48,6 +48,28 @@ class Problem(Exception):
         )
 
 
+def problem_body(
+    code: ErrorCode,
+    detail: str,
+    *,
+    status: int | None = None,
+    request_id: str | None = None,
+    **extra: Any,
+) -> bytes:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code.value,
+        "title": code.problem_title,
+        "status": status or code.status,
+        "detail": detail,
+        "code": code.value,
+        "retryable": code.retryable,
+    }
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    return orjson.dumps(body)
+
+
 def problem_response(
     code: ErrorCode,
     detail: str,
@@ -58,22 +80,14 @@ def problem_response(
     **extra: Any,
 ) -> Response:
     status = status or code.status
-    body: dict[str, Any] = {
-        "type": TYPE_BASE + code.value,
-        "title": code.problem_title,
-        "status": status,
-        "detail": detail,
-        "code": code.value,
-        "retryable": code.retryable,
-    }
-    if request_id:
-        body["request_id"] = request_id
-    body.update(extra)
     all_headers = dict(headers or {})
     if request_id:
         all_headers["X-Request-ID"] = request_id
     return Response(
-        orjson.dumps(body), status_code=status, headers=all_headers, media_type=PROBLEM_MEDIA_TYPE
+        problem_body(code, detail, status=status, request_id=request_id, **extra),
+        status_code=status,
+        headers=all_headers,
+        media_type=PROBLEM_MEDIA_TYPE,
     )
 
 

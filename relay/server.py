@@ -14,16 +14,15 @@ from typing import Any
 
 import click
 import uvicorn
-from fastapi import FastAPI
 
-from relay.app import create_app
+from relay.app import RelayApp, create_app
 from relay.settings import RelaySettings
 from relay.state import RelayState
 
 log = logging.getLogger("relay.server")
 
 
-def uvicorn_config(app: FastAPI, settings: RelaySettings, **overrides: Any) -> uvicorn.Config:
+def uvicorn_config(app: RelayApp, settings: RelaySettings, **overrides: Any) -> uvicorn.Config:
     """Uvicorn settings that matter for agents: no compression, bounded frames, keepalive."""
     options: dict[str, Any] = {
         "host": settings.host,
@@ -40,6 +39,8 @@ def uvicorn_config(app: FastAPI, settings: RelaySettings, **overrides: Any) -> u
         "server_header": False,
         "log_config": None,
         "timeout_graceful_shutdown": settings.shutdown_grace_s + 5,
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": settings.trusted_proxies or None,
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
@@ -57,18 +58,10 @@ class RelayServer(uvicorn.Server):
     """A uvicorn server that drains agents before closing connections."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        app = self.config.loaded_app
-        state: RelayState | None = getattr(getattr(_fastapi(app), "state", None), "relay", None)
-        if state is not None:
-            await drain(state)
+        app = self.config.app
+        if isinstance(app, RelayApp) and hasattr(app.app.state, "relay"):
+            await drain(app.state)
         await super().shutdown(sockets)
-
-
-def _fastapi(app: Any) -> Any:
-    # uvicorn wraps the app in middleware proxies; find the FastAPI instance underneath
-    while app is not None and not isinstance(app, FastAPI):
-        app = getattr(app, "app", None)
-    return app
 
 
 async def drain(state: RelayState) -> None:

@@ -30,4 +30,8 @@ class RelaySettings(BaseSettings):
     revoked key keeps working."""
     shutdown_grace_s: float = Field(10.0, ge=0)
 
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed. Empty:
+    the headers are ignored, so nobody can forge an agent's or a caller's address."""
+
     log_level: str = "info"

@@ -19,7 +19,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     WithJsonSchema,
     model_validator,
 )
@@ -39,12 +38,21 @@ def _plain_decimal(value: Any) -> Any:
     return value
 
 
+def _no_exponent(value: Decimal) -> Decimal:
+    """Keep the wire form plain: ``Decimal("1E+3")`` would serialise as "1E+3"."""
+    return value.quantize(_ONE) if value.as_tuple().exponent > 0 else value  # type: ignore[operator]
+
+
+_ONE = Decimal(1)
+
+
 def _decimal_type(places: int, description: str, example: str) -> Any:
+    # Serialised by pydantic's own (Rust) Decimal-to-string; `_no_exponent` makes it plain.
     return Annotated[
         Decimal,
         BeforeValidator(_plain_decimal),
         Field(max_digits=_MAX_DIGITS, decimal_places=places, allow_inf_nan=False),
-        PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+        AfterValidator(_no_exponent),
         WithJsonSchema(
             {
                 "type": "string",

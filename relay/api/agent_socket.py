@@ -132,7 +132,7 @@ async def _handshake(
         return None
     hello = session.receive(_payload(message))
     assert isinstance(hello, Hello)
-    raw_send = websocket.send
+    raw_send = websocket._send
 
     async def send_bytes(data: bytes) -> None:
         await raw_send({"type": "websocket.send", "bytes": data})
@@ -151,7 +151,8 @@ async def _handshake(
 
 async def _serve(websocket: WebSocket, session: RelaySession, link: AgentLink) -> str:
     """Route the agent's frames until it leaves; returns why it ended."""
-    receive = websocket.receive
+    # The raw ASGI receive: Starlette's wrapper re-checks the socket state on every frame.
+    receive = websocket._receive
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":

@@ -230,3 +230,26 @@ async def test_with_the_real_store(store: Store) -> None:
     recent = await store.recent_calls("shop-1", 200)
     assert len(recent) == 120
     assert recent[0] == _row(119)
+
+
+async def test_steady_load_is_written_once_per_interval() -> None:
+    """Rows arriving during a write wait for the next interval instead of forcing more writes."""
+
+    class SlowStore:
+        def __init__(self) -> None:
+            self.writes = 0
+
+        async def write_call_log(self, rows: Sequence[CallLogRow]) -> None:
+            self.writes += 1
+            await asyncio.sleep(0.02)
+
+    store = SlowStore()
+    log = CallLog(store, flush_interval=0.2)
+    await log.start()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.5
+    while loop.time() < end:
+        log.record(_row(0))
+        await asyncio.sleep(0.001)
+    await log.stop()
+    assert store.writes <= 5, f"{store.writes} writes for 0.5 s of load at a 0.2 s interval"

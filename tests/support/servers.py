@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from agent.connectors.base import Connector
 from agent.settings import AgentOptions, AgentSettings, ReconnectOptions, RelayOptions
 from agent.supervisor import Supervisor
-from relay.app import create_app
+from relay.app import RelayApp, create_app
 from relay.server import RelayServer, uvicorn_config
 from relay.settings import RelaySettings
 from relay.state import RelayState
@@ -43,11 +43,9 @@ class RelayHandle:
 
     @property
     def state(self) -> RelayState:
-        app: Any = self.server.config.loaded_app
-        while not hasattr(app, "state"):
-            app = app.app
-        relay: RelayState = app.state.relay
-        return relay
+        app = self.server.config.app
+        assert isinstance(app, RelayApp)
+        return app.state
 
 
 @asynccontextmanager
