@@ -157,7 +157,8 @@ async def _serve(websocket: WebSocket, session: RelaySession, link: AgentLink) -
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return f"agent disconnected (close code {message.get('code', 1005)})"
-        frame = session.receive(_payload(message))
+        data = message.get("bytes")
+        frame = session.receive(data if data is not None else _payload(message))
         if isinstance(frame, Result | Error):
             link.deliver(frame)
         elif isinstance(frame, Event):

@@ -15,6 +15,7 @@ agent known and online (404/503), operation supported by the agent (501), then t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -131,10 +132,15 @@ async def _send(
     await send({"type": "http.response.body", "body": body})
 
 
+_ID_PREFIX = os.urandom(4).hex()
+_next_id = itertools.count(1).__next__
+
+
 def _request_id(given: str | None) -> str:
+    """The caller's X-Request-ID if sane, else a new one, unique per relay process."""
     if given and len(given) <= 128 and given.isascii() and given.isprintable():
         return given
-    return os.urandom(8).hex()
+    return f"{_ID_PREFIX}{_next_id():x}"
 
 
 async def _call(
