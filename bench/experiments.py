@@ -2,12 +2,11 @@
 
 Used by ``run_relay.py --experiment NAME`` (and ``relay_overhead.py --relay-experiment``):
 
-- ``gc-freeze``: `gc.freeze()` once the app is built, so the startup heap (FastAPI, pydantic,
-  SQLAlchemy: hundreds of thousands of objects) is never traversed again by full collections.
-- ``no-telemetry``: turn off FastAPI's native telemetry check, which looks up OpenTelemetry
-  providers (three ``os.environ`` reads) on every request even when nothing is configured.
 - ``no-calllog``: drop call-log rows instead of queueing them (not a proposal: it measures what
-  the batched SQLite writes cost per call).
+  the batched call-log writes cost per call).
+
+(``gc.freeze()`` after startup and FastAPI without telemetry began here as experiments; the
+relay does both itself now.)
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-EXPERIMENTS = ("gc-freeze", "no-telemetry", "no-calllog")
+EXPERIMENTS = ("no-calllog",)
 
 
 class GcWatch:
@@ -49,14 +48,8 @@ class GcWatch:
         print("relay gc: " + "; ".join(parts), file=sys.stderr, flush=True)
 
 
-def apply(app: Any, names: list[str]) -> None:
-    if "no-telemetry" in names:
-        config = app._native_telemetry.config
-        config["tracing"] = config["metrics"] = config["logs"] = False
+def apply(names: list[str]) -> None:
     if "no-calllog" in names:
         from relay.calllog import CallLog
 
         CallLog.record = lambda self, row: None  # type: ignore[method-assign]
-    if "gc-freeze" in names:
-        gc.collect()
-        gc.freeze()

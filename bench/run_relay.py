@@ -43,7 +43,7 @@ def main() -> None:
     # relay.server.run(settings), with a hook between building the app and serving it
     app = create_app(settings)
     watch = experiments.GcWatch() if args.gc_stats else None
-    experiments.apply(app, args.experiment)
+    experiments.apply(args.experiment)
     if watch is not None:
         # uvicorn re-raises SIGTERM once it has shut down, into the handler found at start
         def report_and_exit(_signum: int, _frame: FrameType | None) -> None:
