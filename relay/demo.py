@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -118,11 +119,24 @@ async def run_demo(state_dir: Path, port: int) -> None:
                 raise click.ClickException("the demo agent did not connect; see its log above")
             await asyncio.sleep(0.1)
         click.echo(_banner(port, api_key))
+        sys.stdout.flush()  # the banner must show at once even when stdout is a pipe
         await serving
     finally:
         if agent.returncode is None:
             agent.terminate()
             await agent.wait()
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise click.ClickException(
+                f"port {port} is already in use (another demo still running?); "
+                f"stop it or pick another port: erp-relay demo --port {port + 1}"
+            ) from None
 
 
 @click.command("demo")
@@ -136,6 +150,7 @@ async def run_demo(state_dir: Path, port: int) -> None:
 )
 def demo_command(port: int, state_dir: Path) -> None:
     """Run relay + agent + demo ERP on this machine (SQLite, no external servers)."""
+    _check_port_free(port)
     state_dir = state_dir.resolve()
     if state_dir.exists():
         shutil.rmtree(state_dir)

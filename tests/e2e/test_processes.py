@@ -175,3 +175,24 @@ def test_demo_command_prints_a_working_curl_line(
     assert f"http://127.0.0.1:{port}" in curl_line
     demo.send_signal(signal.SIGINT)
     assert demo.wait(30) == 0
+
+
+def test_demo_on_a_busy_port_says_what_to_do(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _cli(
+            "erp-relay",
+            "demo",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path / "state"),
+            env=_env(),
+        )
+    assert result.returncode != 0
+    assert f"port {port} is already in use" in result.stderr
+    assert "--port" in result.stderr
