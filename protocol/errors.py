@@ -104,6 +104,13 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     INTERNAL_ERROR = "internal_error"
+    IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required"
+    IDEMPOTENCY_KEY_MISMATCH = "idempotency_key_mismatch"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    JOURNAL_UNAVAILABLE = "journal_unavailable"
+    JOB_NOT_FOUND = "job_not_found"
+    JOB_NOT_CANCELLABLE = "job_not_cancellable"
+    WEBHOOK_URL_REFUSED = "webhook_url_refused"
 
     @property
     def info(self) -> CodeInfo:
@@ -145,6 +152,21 @@ _CODE_INFO: dict[ErrorCode, CodeInfo] = {
     ErrorCode.NOT_FOUND: CodeInfo(404, False, "The ERP has no such record"),
     ErrorCode.CONFLICT: CodeInfo(409, False, "The ERP refused the change"),
     ErrorCode.INTERNAL_ERROR: CodeInfo(500, True, "Internal error"),
+    ErrorCode.IDEMPOTENCY_KEY_REQUIRED: CodeInfo(
+        400, False, "Write operations need an Idempotency-Key header"
+    ),
+    ErrorCode.IDEMPOTENCY_KEY_MISMATCH: CodeInfo(
+        422, False, "This Idempotency-Key was used with a different request"
+    ),
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: CodeInfo(
+        409, True, "A request with this Idempotency-Key is still running"
+    ),
+    ErrorCode.JOURNAL_UNAVAILABLE: CodeInfo(
+        503, True, "The agent cannot record writes; the ERP was not touched"
+    ),
+    ErrorCode.JOB_NOT_FOUND: CodeInfo(404, False, "No such job"),
+    ErrorCode.JOB_NOT_CANCELLABLE: CodeInfo(409, False, "The job has already started or ended"),
+    ErrorCode.WEBHOOK_URL_REFUSED: CodeInfo(422, False, "The webhook URL is not allowed"),
 }
 
 

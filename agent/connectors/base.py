@@ -135,6 +135,16 @@ class ConnectorSession(abc.ABC):
             raise Unsupported(f"this connector does not support {operation}")
         return handler(self, args, ctx)
 
+    def find_write(self, operation: str, idempotency_key: str) -> BaseModel | None:
+        """The result of a write this key already made in the ERP, or None if it made none.
+
+        Write handlers store the idempotency key (or the shop's external number) in the ERP
+        document inside the same ERP transaction; this looks it up. The agent calls it when its
+        journal says a write was executing when the process died, before writing again.
+        Connectors that serve writes must implement it.
+        """
+        raise Unsupported(f"{type(self).__name__} cannot look up earlier writes")
+
     def interrupt(self) -> None:  # noqa: B027 - optional hook, a no-op is a valid choice
         """Abort the statement running in this session, from another thread, if possible."""
 

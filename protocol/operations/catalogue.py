@@ -39,6 +39,13 @@ _OPERATIONS = (
         "Check that the agent and its ERP database answer",
     ),
     Operation(
+        "operations.status",
+        system.OperationStatusArgs,
+        system.OperationStatus,
+        False,
+        "What became of a write, by its idempotency key",
+    ),
+    Operation(
         "customers.get",
         customers.CustomerRef,
         customers.Customer,
