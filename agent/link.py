@@ -95,6 +95,7 @@ async def _serve(
     session = AgentSession(Limits(max_frame_bytes=settings.relay.max_frame_bytes))
     running: dict[int, tuple[asyncio.Task[None], Running]] = {}
     try:
+        sent_ms = time.time() * 1000
         await ws.send(session.hello(hello))
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
         # arrives as the inner future completes, and the supervisor's stop would be lost.
@@ -106,7 +107,7 @@ async def _serve(
         status.ready.set()
         status.session_id = welcome.session_id
         status.connected_since = time.time()
-        status.clock_skew_ms = welcome.time_ms - int(time.time() * 1000)
+        status.clock_skew_ms = clock_skew_ms(sent_ms, welcome.time_ms, time.time() * 1000)
         log.info(
             "connected to the relay",
             extra={
@@ -187,6 +188,13 @@ async def _answer(
         )
     with contextlib.suppress(ConnectionClosed):
         await ws.send(data)
+
+
+def clock_skew_ms(sent_ms: float, relay_ms: int, received_ms: float) -> int:
+    """Relay clock minus agent clock, NTP-style: the relay stamped welcome about halfway
+    between our hello leaving and its welcome arriving. Assuming zero transit instead would
+    add the one-way delay to every deadline, and a call could start after its deadline."""
+    return round(relay_ms - (sent_ms + received_ms) / 2)
 
 
 def _closed_reason(ws: ClientConnection) -> str:

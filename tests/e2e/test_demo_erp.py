@@ -6,42 +6,20 @@ Reads are checked against what the ERP tables say; writes are checked in the tab
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from agent.connectors.demo import DemoConnector, create_demo_database
+from agent.connectors.demo import DemoConnector
 from tests.e2e.conftest import Credentials
 from tests.support.servers import RelayHandle, run_agent
 
 ZK = 16
 Call = Callable[[str, dict[str, object]], Awaitable[httpx.Response]]
-
-
-@pytest.fixture(scope="session")
-def seeded_erp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("erp") / "seed.sqlite"
-    create_demo_database(str(path))
-    return path
-
-
-@pytest.fixture
-def erp_path(seeded_erp: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "erp.sqlite"
-    shutil.copy(seeded_erp, path)
-    return path
-
-
-@pytest.fixture
-def erp(erp_path: Path) -> Iterator[sqlite3.Connection]:
-    db = sqlite3.connect(erp_path)
-    yield db
-    db.close()
 
 
 @pytest.fixture
