@@ -67,6 +67,24 @@ class Executor:
             self._pool, self._execute, operation, args, ctx, running, False
         )
 
+    async def find_write(self, operation: str, idempotency_key: str) -> BaseModel | None:
+        """`ConnectorSession.find_write` in a worker's own session: recovery after a crash
+        uses the same licence seats as calls, never one more."""
+        if not self._connector.blocking:
+            return self._find_write(operation, idempotency_key, True)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self._find_write, operation, idempotency_key, False
+        )
+
+    def _find_write(self, operation: str, idempotency_key: str, inline: bool) -> BaseModel | None:
+        session = self._session(inline)
+        try:
+            return session.find_write(operation, idempotency_key)
+        except ErpUnavailable:
+            self._drop(session, inline)
+            raise
+
     def _execute(
         self,
         operation: str,

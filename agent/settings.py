@@ -9,6 +9,7 @@ a rotated token file is picked up without a restart.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +56,31 @@ class AgentOptions(BaseModel):
 
     max_concurrency: int = Field(4, ge=1, le=256)
     """Calls run at once; also the number of ERP sessions (licence seats) the agent opens."""
+    journal_path: Path | None = None
+    """The write journal (SQLite). Default: `default_journal_path()`, a per-machine state
+    folder (``%PROGRAMDATA%\\ErpRelay\\journal.sqlite`` on Windows,
+    ``$XDG_STATE_HOME/erp-agent/journal.sqlite`` or ``~/.local/state/erp-agent/journal.sqlite``
+    elsewhere)."""
+    journal_retention_days: float = Field(30.0, gt=0)
+    """Journal rows older than this are deleted; a retry after that is a new write."""
+
+    def journal_file(self) -> Path:
+        """`journal_path` (``~`` expanded), or the platform default."""
+        if self.journal_path is not None:
+            return self.journal_path.expanduser()
+        return default_journal_path()
+
+
+def default_journal_path() -> Path:
+    """Where the write journal lives unless ``[agent] journal_path`` says otherwise."""
+    if sys.platform == "win32":
+        base = (
+            os.environ.get("PROGRAMDATA") or os.environ.get("ALLUSERSPROFILE") or r"C:\ProgramData"
+        )
+        return Path(base) / "ErpRelay" / "journal.sqlite"
+    state = os.environ.get("XDG_STATE_HOME")
+    root = Path(state) if state else Path.home() / ".local" / "state"
+    return root / "erp-agent" / "journal.sqlite"
 
 
 class AgentSettings(BaseSettings):

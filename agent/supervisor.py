@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from importlib.metadata import version
 
 from agent.connectors.base import Connector
-from agent.dispatch import Dispatcher
+from agent.dispatch import STATUS_OPERATION, Dispatcher
 from agent.executor import Executor
+from agent.journal import Journal, JournalUnavailable
 from agent.link import ConnectFailed, LinkStatus, run_link
 from agent.settings import AgentSettings
 from protocol.backoff import backoff
@@ -43,8 +44,16 @@ class Supervisor:
         self.connector = connector
         info = connector.info()
         self.executor = Executor(connector, settings.agent.max_concurrency)
-        operations = frozenset(info.operations) & frozenset(CATALOGUE)
-        self.dispatcher = Dispatcher(self.executor, operations)
+        operations = (frozenset(info.operations) | {STATUS_OPERATION}) & frozenset(CATALOGUE)
+        self.journal = Journal(
+            settings.agent.journal_file(), retention_days=settings.agent.journal_retention_days
+        )
+        try:
+            self.journal.open()
+        except JournalUnavailable as exc:
+            # reads still work; every write is refused with journal_unavailable until it opens
+            log.error("%s; writes will be refused until it can be written", exc)
+        self.dispatcher = Dispatcher(self.executor, operations, journal=self.journal)
         self.hello = Hello(
             agent_version=agent_version(),
             connector=info.name,
@@ -80,6 +89,7 @@ class Supervisor:
         finally:
             # waits for calls still in worker threads; off the loop so it keeps turning
             await asyncio.to_thread(self.executor.close)
+            self.journal.close()
             self.connector.close()
 
     def _delays(self) -> Iterator[float]:

@@ -11,6 +11,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from importlib.metadata import version
 
 from fastapi import FastAPI
@@ -23,16 +24,21 @@ from starlette.types import Receive, Scope, Send
 
 from protocol.errors import ErrorCode
 from relay.api import agents, health
+from relay.api import jobs as jobs_api
 from relay.api.agent_socket import agent_socket
 from relay.api.calls import handle_call, parse_call_path
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
 from relay.hub import Hub
+from relay.idempotency import STALE_MARGIN_S, Idempotency, IdempotencyPurger
+from relay.jobs import JobService
 from relay.openapi import build_openapi
 from relay.problems import Problem, problem_response
 from relay.settings import RelaySettings
 from relay.state import RelayState
 from relay.store import Store
+from relay.store.idempotency import IdempotencyRepository
+from relay.store.jobs import JobStore
 
 log = logging.getLogger("relay")
 
@@ -83,19 +89,33 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started_at = datetime.now(UTC)
         own_store = store is None
         the_store = store if store is not None else await Store.open(settings.database_url)
         calllog = CallLog(the_store)
+        idempotency = Idempotency(
+            IdempotencyRepository(the_store.engine),
+            retention_s=settings.idempotency_retention_s,
+            stale_after_s=settings.max_timeout_s + STALE_MARGIN_S,
+        )
+        purger = IdempotencyPurger(idempotency, settings.idempotency_purge_interval_s)
+        await idempotency.recover(started_at)
         state = RelayState(
             settings=settings,
             store=the_store,
             hub=Hub(),
             keys=ApiKeyCache(the_store, settings.auth_cache_ttl_s),
             calllog=calllog,
+            idempotency=idempotency,
             version=relay_version(),
         )
         app.state.relay = state
+        state.jobs = job_service = JobService(
+            JobStore(the_store.engine), state.hub, settings, version=state.version
+        )
         await calllog.start()
+        await job_service.start()
+        await purger.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise pause every call (docs/performance.md).
         gc.collect()
@@ -103,6 +123,8 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
         try:
             yield
         finally:
+            await job_service.stop()
+            await purger.stop()
             await calllog.stop()
             if own_store:
                 await the_store.close()
@@ -123,6 +145,7 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
     app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
     app.include_router(health.router)
     app.include_router(agents.router)
+    app.include_router(jobs_api.router)
 
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)

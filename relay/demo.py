@@ -40,7 +40,8 @@ def _agent_config(state_dir: Path, port: int) -> Path:
         f'url = "ws://127.0.0.1:{port}/v1/agent/connect"\n'
         "allow_insecure = true\n"
         f'token_file = "{(state_dir / "agent.token").as_posix()}"\n\n'
-        "[agent]\nmax_concurrency = 4\n\n"
+        "[agent]\nmax_concurrency = 4\n"
+        f'journal_path = "{(state_dir / "journal.sqlite").as_posix()}"\n\n'
         "[connector]\n"
         'type = "demo"\n'
         f'path = "{erp.as_posix()}"\n',

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,8 +30,30 @@ class RelaySettings(BaseSettings):
     revoked key keeps working."""
     shutdown_grace_s: float = Field(10.0, ge=0)
 
+    idempotency_retention_s: float = Field(7 * 24 * 3600.0, ge=3600)
+    """How long the relay keeps a write's Idempotency-Key and outcome (at least an hour; 7 days
+    by default, so an office closed over a long weekend can still retry)."""
+    idempotency_purge_interval_s: float = Field(600.0, gt=0)
+    """How often expired idempotency keys are deleted."""
+
     trusted_proxies: list[str] = Field(default_factory=list)
     """Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed. Empty:
     the headers are ignored, so nobody can forge an agent's or a caller's address."""
+
+    # Durable jobs and their webhooks (relay/jobs.py, relay/webhooks.py, docs/guarantees.md).
+    job_default_ttl_s: float = Field(24 * 3600.0, gt=0)
+    job_max_ttl_s: float = Field(7 * 24 * 3600.0, gt=0)
+    job_call_timeout_s: float = Field(120.0, gt=0, le=600)
+    job_poll_interval_s: float = Field(5.0, gt=0)
+    job_result_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
+    webhook_signing_key: SecretStr | None = None
+    """The relay's webhook key; each API key's signing secret is HMAC(this, key public id).
+    Webhooks are refused while it is unset."""
+    webhook_allow_private: bool = False
+    """Allow webhook URLs that resolve to loopback, private, link-local... addresses (and
+    plain http). For development and tests only."""
+    webhook_allow_http: bool = False
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_retry_for_s: float = Field(24 * 3600.0, gt=0)
 
     log_level: str = "info"

@@ -9,6 +9,8 @@ from starlette.requests import HTTPConnection
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
 from relay.hub import Hub
+from relay.idempotency import Idempotency
+from relay.jobs import JobService
 from relay.settings import RelaySettings
 from relay.store import Store
 
@@ -20,8 +22,10 @@ class RelayState:
     hub: Hub
     keys: ApiKeyCache
     calllog: CallLog
+    idempotency: Idempotency
     version: str
     draining: bool = field(default=False)
+    jobs: JobService | None = field(default=None)
 
 
 def relay_state(conn: HTTPConnection) -> RelayState:

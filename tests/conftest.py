@@ -12,6 +12,12 @@ import pytest
 from agent.connectors.demo import create_demo_database
 
 
+@pytest.fixture(autouse=True)
+def _agent_state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents started by tests keep their journal in the test's folder, never in $HOME."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture(scope="session")
 def seeded_erp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("erp") / "seed.sqlite"

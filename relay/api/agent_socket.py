@@ -55,6 +55,8 @@ async def agent_socket(websocket: WebSocket) -> None:
         return
     reason = "agent disconnected"
     state.hub.add(link)
+    if state.jobs is not None:
+        state.jobs.agent_connected(link.agent)
     log.info(
         "agent connected",
         extra={

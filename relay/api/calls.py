@@ -4,12 +4,17 @@ This is the hot path, so it is a raw ASGI handler that `relay.app.RelayApp` rout
 FastAPI sees the request: no middleware stack, no request object, headers read in one pass.
 The body is read once, validated once by the operation's model straight from bytes (pydantic's
 Rust JSON parser) and forwarded as the same bytes inside the call frame (`orjson.Fragment`),
-never re-serialised. No database access and no logging I/O happen here: the API key comes from
-the in-memory cache and the call log takes a row in a queue that a background task writes.
+never re-serialised. No database access and no logging I/O happen here for reads: the API key
+comes from the in-memory cache and the call log takes a row in a queue that a background task
+writes. Writes (`Operation.writes`) add two small statements on the `idempotency_keys` table,
+one to claim the Idempotency-Key before forwarding and one to record the outcome (`_write`,
+`relay.idempotency`).
 
 Order of checks, so that a caller learns nothing it is not granted: credentials (401), grant
 for the agent (403), operation exists (404), grant for the operation (403), body (413/415/422),
-agent known and online (404/503), operation supported by the agent (501), then the call.
+for writes the Idempotency-Key (400 missing, 422 reused for another request, 409 still running,
+or the stored answer replayed), agent known and online (404/503), operation supported by the
+agent (501), then the call.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -31,13 +37,16 @@ from protocol.errors import ErrorCode, parse_error_code
 from protocol.frames import Error, Result
 from protocol.operations import CATALOGUE, Operation
 from relay.hub import AgentLink, CallerGone, CallTimedOut, LinkClosed
+from relay.idempotency import REPLAYED_HEADER, agent_key
 from relay.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
 from relay.state import RelayState
+from relay.store.idempotency import Claim
 from relay.store.records import ApiKeyRecord, CallLogRow
 
 log = logging.getLogger("relay.calls")
 
 _MAX_HEADER_ID = 255
+STATUS_OPERATION = "operations.status"
 WATCH_CALLER_AFTER_S = 0.02
 """Most calls are answered sooner than this; only slower ones pay for a task that notices a
 caller who hangs up (and then cancels the call at the agent)."""
@@ -169,6 +178,24 @@ async def _call(
     idempotency_key = _idempotency_key(headers.get(b"idempotency-key"))
     body = await _read_body(receive, headers, state.settings.max_body_bytes)
     _validate(operation, body)
+    if operation.writes:
+        return await _write(
+            state,
+            send,
+            receive,
+            key,
+            agent,
+            operation,
+            body,
+            idempotency_key,
+            timeout,
+            request_id,
+            started,
+        )
+
+    caller_key: str | None = None
+    if operation_name == STATUS_OPERATION:
+        caller_key, body = _scope_status_key(key.public_id, body)
 
     link = state.hub.pick(agent, operation_name)
     if link is None:
@@ -181,24 +208,163 @@ async def _call(
     except LinkClosed:
         raise _offline(agent) from None
     frame = await _wait(link, call_id, future, timeout, receive, operation)
+    timing = _timing(frame, started)
+    if isinstance(frame, Result):
+        value = frame.value
+        if caller_key is not None and isinstance(value, dict) and "idempotency_key" in value:
+            value = {**value, "idempotency_key": caller_key}
+        await _send(send, 200, orjson.dumps(value), request_id, timing)
+        return 200
+    raise _agent_problem(frame, timing)
+
+
+def _scope_status_key(api_key_public_id: str, body: bytes) -> tuple[str, bytes]:
+    """``operations.status`` asks the agent about a key as the agent knows it: scoped by the
+    API key (`relay.idempotency.agent_key`), so a caller only ever sees its own writes. The
+    caller's key goes back into the answer."""
+    args = orjson.loads(body)
+    caller_key: str = args["idempotency_key"]
+    args["idempotency_key"] = agent_key(api_key_public_id, caller_key)
+    return caller_key, orjson.dumps(args)
+
+
+def _timing(frame: Result | Error, started: float) -> dict[str, str]:
     total_ms = (time.perf_counter() - started) * 1000
-    timing = {
+    return {
         "Server-Timing": (
             f"relay;dur={max(total_ms - frame.agent_ms, 0.0):.3f}, "
             f"agent;dur={max(frame.agent_ms - frame.erp_ms, 0.0):.3f}, "
             f"erp;dur={frame.erp_ms:.3f}"
         )
     }
-    if isinstance(frame, Result):
-        await _send(send, 200, orjson.dumps(frame.value), request_id, timing)
-        return 200
+
+
+def _agent_problem(frame: Error, timing: dict[str, str]) -> Problem:
     error_code = parse_error_code(frame.code)
     extra: dict[str, Any] = {}
     if error_code is ErrorCode.INVALID_ARGUMENTS and isinstance(frame.details, list):
         extra["errors"] = frame.details
     elif frame.details is not None:
         extra["details"] = frame.details
-    raise Problem(error_code, frame.message, headers=timing, **extra)
+    return Problem(error_code, frame.message, headers=timing, **extra)
+
+
+def _definite(code: ErrorCode) -> bool:
+    """Whether an error the agent answered with settles the write for good.
+
+    Conflict, not found, invalid arguments, an ERP error: the agent ran the write and it
+    failed, so a retry with the same key gets the same answer. Retryable codes (the ERP was
+    unreachable, the agent's own deadline passed, it crashed or was busy) and a cancellation
+    leave the outcome open: the retry is forwarded again with the same key.
+    """
+    return not code.retryable and code is not ErrorCode.CANCELLED
+
+
+async def _write(
+    state: RelayState,
+    send: Send,
+    receive: Receive,
+    key: ApiKeyRecord,
+    agent: str,
+    operation: Operation,
+    body: bytes,
+    idempotency_key: str | None,
+    timeout_s: float,
+    request_id: str,
+    started: float,
+) -> int:
+    """A write: claim the Idempotency-Key, forward at most once per outcome, keep the answer.
+
+    See `relay.idempotency` and docs/guarantees.md ("Idempotent writes at the relay").
+    """
+    if idempotency_key is None:
+        raise Problem(
+            ErrorCode.IDEMPOTENCY_KEY_REQUIRED,
+            f"{operation.name} writes to the ERP: send an Idempotency-Key header (a unique value "
+            "per intended write, reused unchanged on every retry of it)",
+        )
+    service = state.idempotency
+    ticket, claimed = await service.begin(
+        key.public_id, idempotency_key, agent, operation.name, body
+    )
+    if claimed.claim is Claim.MISMATCH:
+        raise Problem(
+            ErrorCode.IDEMPOTENCY_KEY_MISMATCH,
+            "this Idempotency-Key was already used with a different request (agent, operation "
+            "or arguments); use a new key for a new write",
+        )
+    if claimed.claim is Claim.IN_PROGRESS:
+        raise Problem(
+            ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+            "a request with this Idempotency-Key is still running; retry later with the same key",
+            headers={"Retry-After": "1"},
+        )
+    if claimed.claim is Claim.REPLAY:
+        record = claimed.record
+        assert record is not None and record.status is not None and record.response is not None
+        await _send(
+            send,
+            record.status,
+            record.response,
+            request_id,
+            {REPLAYED_HEADER: "true"},
+            record.content_type or "application/json",
+        )
+        return record.status
+
+    forwarded = False
+    try:
+        link = state.hub.pick(agent, operation.name)
+        if link is None:
+            link = await _explain_no_link(state, agent, operation.name)
+        deadline_ms = int((time.time() + timeout_s) * 1000)
+        # From here the frame may reach the agent: any failure leaves the outcome unknown.
+        forwarded = True
+        try:
+            call_id, future = await link.start_call(
+                operation.name,
+                orjson.Fragment(body),
+                deadline_ms,
+                agent_key(key.public_id, idempotency_key),
+                request_id,
+            )
+        except LinkClosed:
+            raise _offline(agent) from None
+        frame = await _wait(link, call_id, future, timeout_s, receive, operation)
+    except BaseException:
+        await _settle(service.unknown(ticket) if forwarded else service.release(ticket))
+        raise
+    timing = _timing(frame, started)
+    if isinstance(frame, Result):
+        payload = orjson.dumps(frame.value)
+        await _settle(service.finish(ticket, 200, "application/json", payload))
+        await _send(send, 200, payload, request_id, timing)
+        return 200
+    problem = _agent_problem(frame, timing)
+    if _definite(problem.code):
+        stored = problem_body(
+            problem.code,
+            problem.detail,
+            status=problem.status,
+            request_id=request_id,
+            **problem.extra,
+        )
+        await _settle(service.finish(ticket, problem.status, PROBLEM_MEDIA_TYPE, stored))
+    else:
+        await _settle(service.unknown(ticket))
+    raise problem
+
+
+async def _settle(update: Coroutine[Any, Any, None]) -> None:
+    """Record an outcome; a failing database must not change the caller's answer.
+
+    A row left ``in_progress`` turns stale after the longest call timeout and is then taken
+    over by a retry, which the agent's journal answers without writing twice.
+    """
+    try:
+        await update
+    except Exception as exc:
+        log.error("could not record an idempotency outcome (%s)", type(exc).__name__)
 
 
 async def _wait(

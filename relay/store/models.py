@@ -137,3 +137,84 @@ call_log = sa.Table(
     sa.Index("ix_call_log_agent_name_at", "agent_name", "at"),
     sa.Index("ix_call_log_at", "at"),
 )
+
+# Idempotency keys of writes (relay/idempotency.py). One row per (API key, Idempotency-Key):
+# the request's fingerprint and, once the outcome is definite, the exact response to replay.
+IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_STATE_MAX = 16
+CONTENT_TYPE_MAX = 100
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("api_key_id", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(IDEMPOTENCY_KEY_MAX), nullable=False),
+    sa.Column("agent_name", sa.String(AGENT_NAME_MAX), nullable=False),
+    sa.Column("operation", sa.String(OPERATION_MAX), nullable=False),
+    sa.Column("fingerprint", sa.String(HASH_LENGTH), nullable=False),
+    # 'in_progress' | 'done' | 'unknown'
+    sa.Column("state", sa.String(IDEMPOTENCY_STATE_MAX), nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("content_type", sa.String(CONTENT_TYPE_MAX), nullable=True),
+    sa.Column("response", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("api_key_id", "key"),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
+)
+
+# Durable jobs (relay/jobs.py). `id` is the order of acceptance; `args` and `result` are
+# cleared when the job ends and after the retention period respectively: payloads are not kept.
+JOB_PUBLIC_ID_MAX = 32
+JOB_STATE_MAX = 16
+WEBHOOK_URL_MAX = 2000
+ERROR_MESSAGE_MAX = 1000
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("public_id", sa.String(JOB_PUBLIC_ID_MAX), nullable=False, unique=True),
+    sa.Column("api_key_id", sa.String(32), nullable=False),
+    sa.Column("agent_name", sa.String(AGENT_NAME_MAX), nullable=False),
+    sa.Column("operation", sa.String(OPERATION_MAX), nullable=False),
+    sa.Column("args", sa.LargeBinary, nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("state", sa.String(JOB_STATE_MAX), nullable=False),
+    sa.Column("result", sa.LargeBinary, nullable=True),
+    sa.Column("error_code", sa.String(CODE_MAX), nullable=True),
+    sa.Column("error_message", sa.String(ERROR_MESSAGE_MAX), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("not_before", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("webhook_url", sa.String(WEBHOOK_URL_MAX), nullable=True),
+    sa.Index("ix_jobs_agent_name_state_id", "agent_name", "state", "id"),
+    sa.Index("ix_jobs_api_key_id_agent_name_id", "api_key_id", "agent_name", "id"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "job_id",
+        BigIntId,
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("url", sa.String(WEBHOOK_URL_MAX), nullable=False),
+    sa.Column("state", sa.String(JOB_STATE_MAX), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.String(ERROR_MESSAGE_MAX), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+)

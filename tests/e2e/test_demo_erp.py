@@ -7,6 +7,7 @@ Reads are checked against what the ERP tables say; writes are checked in the tab
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from agent.connectors.demo import DemoConnector
+from protocol.operations import CATALOGUE
 from tests.e2e.conftest import Credentials
 from tests.support.servers import RelayHandle, run_agent
 
@@ -29,7 +31,9 @@ async def call(
     connector = DemoConnector(str(erp_path), seed=False)
 
     async def invoke(operation: str, args: dict[str, object]) -> httpx.Response:
-        return await client.post(f"/v1/agents/acme/calls/{operation}", json=args)
+        # every write gets its own key: these tests are about the ERP, not about replays
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if CATALOGUE[operation].writes else {}
+        return await client.post(f"/v1/agents/acme/calls/{operation}", json=args, headers=headers)
 
     async with run_agent(relay.ws_url, creds.agent_token, connector, max_concurrency=4):
         yield invoke

@@ -40,6 +40,15 @@ from agent.connectors.base import (
 )
 from agent.connectors.demo import queries as q
 from agent.connectors.demo.engine import DEFAULT_BUSY_TIMEOUT_MS, IMMEDIATE, build_engine
+from agent.connectors.demo.keys import (
+    CUSTOMER_KEY_COLUMN,
+    CUSTOMER_KEY_WIDTH,
+    ORDER_KEY_COLUMN,
+    ORDER_KEY_WIDTH,
+    customer_id_by_key,
+    key_token,
+    order_id_by_key,
+)
 from agent.connectors.demo.schema import (
     DOC_SYMBOLS,
     MAIN_ADDRESS,
@@ -174,6 +183,28 @@ class DemoSession(ConnectorSession):
         finally:
             self._conn.info.pop(IMMEDIATE, None)
 
+    def find_write(self, operation: str, idempotency_key: str) -> BaseModel | None:
+        """The order or customer an earlier write with this key created, or None.
+
+        `create_order` and `create_customer` store the key's token (`key_token`) in the
+        document they insert, in the same transaction, so a committed write is always found.
+        """
+        try:
+            with self._read() as conn:
+                if operation == "orders.create":
+                    dok_id = conn.execute(order_id_by_key(idempotency_key)).scalar()
+                    if dok_id is None:
+                        return None
+                    return self._load_order(conn, conn.execute(q.order_by_id(int(dok_id))).one())
+                if operation == "customers.create":
+                    kh_id = conn.execute(customer_id_by_key(idempotency_key)).scalar()
+                    if kh_id is None:
+                        return None
+                    return _customer(conn.execute(q.customer_by_id(int(kh_id))).one())
+        except sa_exc.SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+        raise Unsupported(f"the demo connector cannot look up earlier {operation} writes")
+
     def _allocate(self, conn: Connection, table_name: str, count: int) -> int:
         """The first of ``count`` fresh ids for ``table_name``, taken from ``ins_ident``."""
         if conn.execute(q.bump_ident(table_name, count)).rowcount != 1:
@@ -267,11 +298,12 @@ class DemoSession(ConnectorSession):
 
     @handles("customers.create")
     def create_customer(self, args: NewCustomer, ctx: CallContext) -> Customer:
+        token = key_token(ctx.idempotency_key, CUSTOMER_KEY_WIDTH) if ctx.idempotency_key else ""
         with self._write() as conn:
-            kh_id = self._insert_customer(conn, args)
+            kh_id = self._insert_customer(conn, args, token)
             return _customer(conn.execute(q.customer_by_id(kh_id)).one())
 
-    def _insert_customer(self, conn: Connection, new: NewCustomer) -> int:
+    def _insert_customer(self, conn: Connection, new: NewCustomer, key: str = "") -> int:
         """Write ``kh__Kontrahent`` and its main ``adr__Ewid``; the caller's transaction."""
         _check_lengths(new)
         if new.nip is not None and conn.execute(q.nip_taken(new.nip)).first() is not None:
@@ -302,6 +334,7 @@ class DemoSession(ConnectorSession):
                     "kh_Zablokowany": False,
                     "kh_Uwagi": "",
                     "kh_DataDodania": datetime.now(),  # Subiekt GT stores local time
+                    CUSTOMER_KEY_COLUMN: key,
                 }
             )
         )
@@ -458,7 +491,7 @@ class DemoSession(ConnectorSession):
                         "number": existing.dok_NrPelny,
                     },
                 )
-            customer = self._order_customer(conn, args)
+            customer = self._order_customer(conn, args, ctx)
             mag_id, _mag_symbol = self._order_warehouse(conn, args.warehouse)
             level = customer.kh_Cena if customer.kh_Cena in range(1, PRICE_LEVELS + 1) else 1
             priced = self._price_lines(conn, args.lines, mag_id, level)
@@ -497,6 +530,9 @@ class DemoSession(ConnectorSession):
                         "dok_Uwagi": args.notes,
                         "dok_Podtytul": args.delivery_method or "",
                         "dok_Status": STATUS_ORDER_OPEN,
+                        ORDER_KEY_COLUMN: key_token(ctx.idempotency_key, ORDER_KEY_WIDTH)
+                        if ctx.idempotency_key
+                        else None,
                     }
                 )
             )
@@ -504,11 +540,15 @@ class DemoSession(ConnectorSession):
                 self._write_line(
                     conn, item, dok_id=dok_id, ob_id=first_line_id + lp - 1, lp=lp, mag_id=mag_id
                 )
-            return self._load_order(conn, conn.execute(q.order_by_id(dok_id)).one())
+            return self._load_order(conn, conn.execute(q.order_by_id(int(dok_id))).one())
 
-    def _order_customer(self, conn: Connection, args: CreateOrderArgs) -> Row[Any]:
+    def _order_customer(
+        self, conn: Connection, args: CreateOrderArgs, ctx: CallContext
+    ) -> Row[Any]:
         if args.new_customer is not None:
-            kh_id = self._insert_customer(conn, args.new_customer)
+            key = ctx.idempotency_key
+            token = key_token(key, CUSTOMER_KEY_WIDTH) if key else ""
+            kh_id = self._insert_customer(conn, args.new_customer, token)
             return conn.execute(q.customer_by_id(kh_id)).one()
         assert args.customer is not None
         customer = self._find_customer(conn, args.customer)

@@ -119,9 +119,13 @@ kh__Kontrahent = Table(
     Column("kh_Zablokowany", Boolean, nullable=False, default=False),
     Column("kh_Uwagi", _text(1000), nullable=False, default=""),
     Column("kh_DataDodania", DateTime, nullable=True),
+    *(Column(f"kh_Pole{n}", _text(50), nullable=False, default="") for n in range(1, 9)),
     Index("ix_kh_Symbol", "kh_Symbol", unique=True),
     Index("ix_kh_EMail", "kh_EMail"),
+    Index("ix_kh_Pole8", "kh_Pole8"),
 )
+"""``kh_Pole1..8`` are Subiekt GT's customer custom fields (``varchar(50)``, notes: A). The demo
+writes the idempotency token of ``customers.create`` into ``kh_Pole8`` (see ``keys.py``)."""
 
 adr__Ewid = Table(
     "adr__Ewid",
@@ -241,12 +245,15 @@ dok__Dokument = Table(
     Column("dok_Uwagi", _text(500), nullable=False, default=""),
     Column("dok_Podtytul", _text(50), nullable=False, default=""),
     Column("dok_Status", Integer, nullable=False),
+    Column("dok_TransakcjaSymbol", _text(30), nullable=True),
     Index("ix_dok_Typ_DataWyst", "dok_Typ", "dok_DataWyst"),
     Index("ix_dok_PlatnikId_Typ_DataWyst", "dok_PlatnikId", "dok_Typ", "dok_DataWyst"),
     Index("ix_dok_NrPelny", "dok_NrPelny"),
     Index("ix_dok_NrPelnyOryg", "dok_NrPelnyOryg"),
+    Index("ix_dok_TransakcjaSymbol", "dok_TransakcjaSymbol"),
 )
-"""Document headers. ``dok_NrPelnyOryg`` (the original/foreign number) holds the shop's number."""
+"""Document headers. ``dok_NrPelnyOryg`` (the original/foreign number) holds the shop's number;
+``dok_TransakcjaSymbol`` (``varchar(30) NULL``, scaffold) the idempotency token of the write."""
 
 dok_Pozycja = Table(
     "dok_Pozycja",

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, inspect, select
 
 from agent.connectors.demo import names
 from agent.connectors.demo.engine import IMMEDIATE, build_engine
@@ -84,6 +84,7 @@ def create_demo_database(url_or_path: str, seed: int = 42, *, today: date | None
     engine = build_engine(url_or_path)
     try:
         metadata.create_all(engine)
+        _add_missing_columns(engine)
         with engine.connect() as conn:
             conn.info[IMMEDIATE] = True
             with conn.begin():
@@ -93,6 +94,31 @@ def create_demo_database(url_or_path: str, seed: int = 42, *, today: date | None
                 _Seeder(conn, rng, today or date.today()).run()
     finally:
         engine.dispose()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a demo database made by an older version up to the current tables.
+
+    Only added columns are handled (``ALTER TABLE … ADD COLUMN`` with the column's default,
+    then its indexes): enough for the idempotency columns (``dok_TransakcjaSymbol``,
+    ``kh_Pole1..8``) to appear in an existing demo file.
+    """
+    found = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            have = {column["name"] for column in found.get_columns(table.name)}
+            missing = [column for column in table.columns if column.name not in have]
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                default = column.default
+                value = getattr(default, "arg", None) if default is not None else None
+                clause = " NOT NULL DEFAULT ''" if value == "" and not column.nullable else ""
+                conn.exec_driver_sql(
+                    f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{clause}'
+                )
+            if missing:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,219 @@
+"""Nothing lost, nothing twice: writes under cut, half-open and slow links.
+
+Each scenario runs a bounded loop of rounds and ends by counting the ZK documents in the demo
+ERP per shop order number: exactly one for every order the CRM was told succeeded, or was told
+"unknown" and then retried with the same key; none for orders that were never started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent.connectors.demo import DemoConnector
+from agent.supervisor import Supervisor
+from tests.conftest import zk_count
+from tests.e2e.conftest import Credentials
+from tests.support.faults import FaultProxy
+from tests.support.servers import RelayHandle, run_agent, serve_relay, wait_for
+
+ROUNDS = 20
+pytestmark = pytest.mark.slow
+
+
+def order(external_number: str, sku: str) -> dict[str, Any]:
+    return {
+        "external_number": external_number,
+        "customer": {"id": "1"},
+        "warehouse": "MAG",
+        "lines": [{"sku": sku, "quantity": "1"}],
+    }
+
+
+def plentiful_sku(erp: sqlite3.Connection) -> str:
+    """The product with the most free stock in the main warehouse (MAG)."""
+    row = erp.execute(
+        "SELECT tw_Symbol FROM tw__Towar JOIN tw_Stan ON st_TowId = tw_Id WHERE st_MagId = 1 "
+        "AND tw_Zablokowany = 0 ORDER BY st_Stan - st_StanRez DESC LIMIT 1"
+    ).fetchone()
+    return str(row[0])
+
+
+async def write(
+    client: httpx.AsyncClient, body: dict[str, Any], key: str, timeout: float | None = None
+) -> httpx.Response:
+    query = f"?timeout={timeout}" if timeout else ""
+    return await client.post(
+        f"/v1/agents/acme/calls/orders.create{query}", json=body, headers={"Idempotency-Key": key}
+    )
+
+
+@pytest.fixture
+async def quiet_relay(creds: Credentials) -> AsyncIterator[RelayHandle]:
+    """No keepalive traffic during a round, so the proxy's next upstream bytes are the answer."""
+    async with serve_relay(creds.database_url, ws_ping_interval_s=60, ws_ping_timeout_s=60) as r:
+        yield r
+
+
+@pytest.fixture
+async def proxy(quiet_relay: RelayHandle) -> AsyncIterator[FaultProxy]:
+    faults = await FaultProxy(quiet_relay.port).start()
+    yield faults
+    await faults.stop()
+
+
+@pytest.fixture
+async def http(quiet_relay: RelayHandle, creds: Credentials) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=quiet_relay.base_url,
+        headers={"Authorization": f"Bearer {creds.api_key}"},
+        timeout=30,
+    ) as client:
+        yield client
+
+
+def demo(erp_path: Path) -> DemoConnector:
+    return DemoConnector(str(erp_path), seed=False)
+
+
+async def reconnected(agent: Supervisor, before: int) -> None:
+    await wait_for(
+        lambda: agent.connections > before and agent.status.connected,
+        timeout=10,
+        what="the agent to reconnect",
+    )
+
+
+async def test_connection_cut_after_the_erp_commit(
+    proxy: FaultProxy,
+    http: httpx.AsyncClient,
+    creds: Credentials,
+    erp: sqlite3.Connection,
+    erp_path: Path,
+    tmp_path: Path,
+) -> None:
+    sku = plentiful_sku(erp)
+    async with run_agent(
+        proxy.url,
+        creds.agent_token,
+        demo(erp_path),
+        ping_interval_s=60,
+        ping_timeout_s=60,
+        base_s=0.05,
+        cap_s=0.2,
+        journal_path=str(tmp_path / "journal.sqlite"),
+    ) as agent:
+        for n in range(ROUNDS):
+            external, key = f"CUT-{n}", f"cut-{n}"
+            before = agent.connections
+            proxy.cut_on_next_upstream()
+            first = await write(http, order(external, sku), key)
+            assert first.status_code == 502, first.text
+            assert first.json()["outcome"] == "unknown"
+            await reconnected(agent, before)
+            retry = await write(http, order(external, sku), key)
+            assert retry.status_code == 200, retry.text
+            assert zk_count(erp, external) == 1, f"round {n}"
+
+
+async def test_twenty_concurrent_requests_with_one_key(
+    relay: RelayHandle,
+    client: httpx.AsyncClient,
+    creds: Credentials,
+    erp: sqlite3.Connection,
+    erp_path: Path,
+    tmp_path: Path,
+) -> None:
+    sku = plentiful_sku(erp)
+    async with run_agent(
+        relay.ws_url,
+        creds.agent_token,
+        demo(erp_path),
+        journal_path=str(tmp_path / "journal.sqlite"),
+    ):
+        body = order("SAME-1", sku)
+        answers = await asyncio.gather(*(write(client, body, "same-key") for _ in range(20)))
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) <= {200, 409}, statuses
+        assert 200 in statuses
+        numbers = {a.json()["number"] for a in answers if a.status_code == 200}
+        assert len(numbers) == 1
+        replay = await write(client, body, "same-key")
+        assert replay.status_code == 200
+        assert replay.headers["idempotent-replayed"] == "true"
+    assert zk_count(erp, "SAME-1") == 1
+
+
+async def test_half_open_link_fails_fast_and_heals(
+    creds: Credentials, erp: sqlite3.Connection, erp_path: Path, tmp_path: Path
+) -> None:
+    sku = plentiful_sku(erp)
+    async with (
+        serve_relay(creds.database_url, ws_ping_interval_s=0.2, ws_ping_timeout_s=0.3) as relay,
+        httpx.AsyncClient(
+            base_url=relay.base_url,
+            headers={"Authorization": f"Bearer {creds.api_key}"},
+            timeout=30,
+        ) as http,
+    ):
+        faults = await FaultProxy(relay.port).start()
+        try:
+            async with run_agent(
+                faults.url,
+                creds.agent_token,
+                demo(erp_path),
+                ping_interval_s=0.2,
+                ping_timeout_s=0.3,
+                base_s=0.05,
+                cap_s=0.2,
+                journal_path=str(tmp_path / "journal.sqlite"),
+            ) as agent:
+                for n in range(ROUNDS):
+                    external, key = f"HALF-{n}", f"half-{n}"
+                    before = agent.connections
+                    faults.blackholed = True
+                    started = time.monotonic()
+                    first = await write(http, order(external, sku), key, timeout=10)
+                    assert first.status_code in (502, 503), first.text
+                    assert time.monotonic() - started < 3, "the call hung instead of failing"
+                    faults.blackholed = False
+                    await reconnected(agent, before)
+                    retry = await write(http, order(external, sku), key)
+                    assert retry.status_code == 200, retry.text
+                    assert zk_count(erp, external) == 1, f"round {n}"
+        finally:
+            await faults.stop()
+
+
+async def test_call_past_its_deadline_is_never_started(
+    proxy: FaultProxy,
+    http: httpx.AsyncClient,
+    creds: Credentials,
+    erp: sqlite3.Connection,
+    erp_path: Path,
+    tmp_path: Path,
+) -> None:
+    sku = plentiful_sku(erp)
+    async with run_agent(
+        proxy.url,
+        creds.agent_token,
+        demo(erp_path),
+        ping_interval_s=60,
+        ping_timeout_s=60,
+        journal_path=str(tmp_path / "journal.sqlite"),
+    ) as agent:
+        proxy.delay_s = 0.3
+        for n in range(ROUNDS):
+            answer = await write(http, order(f"LATE-{n}", sku), f"late-{n}", timeout=0.2)
+            assert answer.status_code == 504, answer.text
+            assert answer.json()["outcome"] == "unknown"
+        # every delayed call reaches the agent, which answers it without starting it
+        await wait_for(lambda: agent.status.calls >= ROUNDS, what="the late calls to arrive")
+    assert sum(zk_count(erp, f"LATE-{n}") for n in range(ROUNDS)) == 0
