@@ -138,17 +138,17 @@ async def test_twenty_concurrent_requests_with_one_key(
         demo(erp_path),
         journal_path=str(tmp_path / "journal.sqlite"),
     ):
-        body = order("SAME-1", sku)
-        answers = await asyncio.gather(*(write(client, body, "same-key") for _ in range(20)))
-        statuses = [a.status_code for a in answers]
-        assert set(statuses) <= {200, 409}, statuses
-        assert 200 in statuses
-        numbers = {a.json()["number"] for a in answers if a.status_code == 200}
-        assert len(numbers) == 1
-        replay = await write(client, body, "same-key")
-        assert replay.status_code == 200
-        assert replay.headers["idempotent-replayed"] == "true"
-    assert zk_count(erp, "SAME-1") == 1
+        for n in range(ROUNDS):
+            body, key = order(f"SAME-{n}", sku), f"same-{n}"
+            answers = await asyncio.gather(*(write(client, body, key) for _ in range(20)))
+            statuses = [a.status_code for a in answers]
+            assert set(statuses) <= {200, 409}, statuses
+            assert 200 in statuses
+            assert len({a.json()["number"] for a in answers if a.status_code == 200}) == 1
+            replay = await write(client, body, key)
+            assert replay.status_code == 200
+            assert replay.headers["idempotent-replayed"] == "true"
+            assert zk_count(erp, f"SAME-{n}") == 1, f"round {n}"
 
 
 async def test_half_open_link_fails_fast_and_heals(
