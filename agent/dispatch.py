@@ -39,6 +39,7 @@ from protocol.frames import Call, JSONValue
 from protocol.operations import CATALOGUE
 from protocol.operations.catalogue import Operation
 from protocol.operations.system import OperationStatus, OperationStatusArgs
+from protocol.operations.validation import field_errors
 
 log = logging.getLogger("agent.dispatch")
 
@@ -109,10 +110,7 @@ class Dispatcher:
             return Failure(
                 ErrorCode.INVALID_ARGUMENTS,
                 f"the arguments of {call.operation} are invalid",
-                details=[
-                    {"path": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-                    for e in exc.errors(include_url=False, include_input=False)
-                ],
+                details=field_errors(exc),
             )
         if call.operation == STATUS_OPERATION:
             assert isinstance(args, OperationStatusArgs)

@@ -30,12 +30,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from protocol.errors import ErrorCode, parse_error_code
 from protocol.frames import Error, Result
-from protocol.operations import CATALOGUE, Operation
+from protocol.operations import Operation
+from relay.api.admission import authorize, read_arguments, validate_arguments
 from relay.hub import AgentLink, CallerGone, CallTimedOut, LinkClosed
 from relay.idempotency import REPLAYED_HEADER, agent_key
 from relay.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
@@ -164,20 +164,11 @@ async def _call(
     request_id: str,
     started: float,
 ) -> int:
-    if not key.allows_agent(agent):
-        raise Problem(ErrorCode.FORBIDDEN, "this API key is not granted this agent")
-    operation = CATALOGUE.get(operation_name)
-    if operation is None:
-        raise Problem(
-            ErrorCode.UNKNOWN_OPERATION,
-            f"unknown operation {operation_name[:64]!r}; see /openapi.json for the catalogue",
-        )
-    if not key.allows_operation(operation_name):
-        raise Problem(ErrorCode.FORBIDDEN, "this API key is not granted this operation")
+    operation = authorize(key, agent, operation_name)
     timeout = _timeout(scope, state)
     idempotency_key = _idempotency_key(headers.get(b"idempotency-key"))
-    body = await _read_body(receive, headers, state.settings.max_body_bytes)
-    _validate(operation, body)
+    body = await read_arguments(receive, headers, state.settings.max_body_bytes)
+    validate_arguments(operation, body)
     if operation.writes:
         return await _write(
             state,
@@ -476,49 +467,3 @@ def _idempotency_key(value: str | None) -> str | None:
             f"Idempotency-Key must be 1 to {_MAX_HEADER_ID} printable ASCII characters",
         )
     return value
-
-
-async def _read_body(receive: Receive, headers: dict[bytes, str], limit: int) -> bytes:
-    length = headers.get(b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise Problem(ErrorCode.PAYLOAD_TOO_LARGE, f"the body may be at most {limit} bytes")
-    content_type = headers.get(b"content-type", "application/json")
-    if not content_type.startswith("application/json"):
-        raise Problem(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the arguments as application/json")
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise Problem(ErrorCode.CANCELLED, "the caller disconnected")
-        chunk: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        size += len(chunk)
-        if size > limit:
-            raise Problem(ErrorCode.PAYLOAD_TOO_LARGE, f"the body may be at most {limit} bytes")
-        chunks.append(chunk)
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return body if body.strip() else b"{}"
-
-
-def _validate(operation: Operation, body: bytes) -> None:
-    try:
-        operation.args.model_validate_json(body)
-    except ValidationError as exc:
-        raise Problem(
-            ErrorCode.INVALID_ARGUMENTS,
-            f"the arguments of {operation.name} are invalid",
-            errors=validation_errors(exc),
-        ) from None
-
-
-def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
-    """Field paths and messages, never the rejected values (they may be personal data)."""
-    return [
-        {
-            "path": ".".join(str(part) for part in error["loc"]) or "(body)",
-            "message": error["msg"],
-        }
-        for error in exc.errors(include_url=False, include_input=False)
-    ]

@@ -19,13 +19,11 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import ValidationError
 from starlette.responses import Response
 
 from protocol.errors import ErrorCode
-from protocol.operations import CATALOGUE
+from relay.api.admission import authorize, read_arguments, validate_arguments
 from relay.api.agents import Key, State
-from relay.api.calls import validation_errors
 from relay.jobs import JobService, job_location, job_view
 from relay.problems import Problem
 from relay.state import RelayState
@@ -63,23 +61,6 @@ def _ttl(raw: str | None, state: RelayState) -> float:
     return value
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise Problem(ErrorCode.PAYLOAD_TOO_LARGE, f"the body may be at most {limit} bytes")
-    if not request.headers.get("content-type", _JSON).startswith(_JSON):
-        raise Problem(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the arguments as application/json")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(ErrorCode.PAYLOAD_TOO_LARGE, f"the body may be at most {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    return body if body.strip() else b"{}"
-
-
 @router.post(
     "/v1/agents/{agent}/jobs/{operation}",
     status_code=202,
@@ -95,26 +76,15 @@ async def create_job(
     ttl: Annotated[str | None, Query(description="Time to live in seconds (default 24 h)")] = None,
     webhook: Annotated[str | None, Query(description="https URL called when the job ends")] = None,
 ) -> Response:
-    if not key.allows_agent(agent):
-        raise Problem(ErrorCode.FORBIDDEN, "this API key is not granted this agent")
-    op = CATALOGUE.get(operation)
-    if op is None:
-        raise Problem(
-            ErrorCode.UNKNOWN_OPERATION,
-            f"unknown operation {operation[:64]!r}; see /openapi.json for the catalogue",
-        )
-    if not key.allows_operation(operation):
-        raise Problem(ErrorCode.FORBIDDEN, "this API key is not granted this operation")
+    op = authorize(key, agent, operation)
     ttl_s = _ttl(ttl, state)
-    body = await _read_body(request, state.settings.max_body_bytes)
-    try:
-        op.args.model_validate_json(body)
-    except ValidationError as exc:
-        raise Problem(
-            ErrorCode.INVALID_ARGUMENTS,
-            f"the arguments of {operation} are invalid",
-            errors=validation_errors(exc),
-        ) from None
+    headers = {
+        name.encode(): request.headers[name]
+        for name in ("content-length", "content-type")
+        if name in request.headers
+    }
+    body = await read_arguments(request.receive, headers, state.settings.max_body_bytes)
+    validate_arguments(op, body)
     record = await state.store.get_agent(agent)
     if record is None or record.revoked:
         raise Problem(ErrorCode.AGENT_NOT_FOUND, f"no agent named {agent[:64]!r}")

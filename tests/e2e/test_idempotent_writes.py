@@ -8,10 +8,9 @@ concurrent retries reach the ERP once, and an unknown outcome is forwarded again
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 from agent.connectors.base import CallContext, ConnectorInfo, ConnectorSession, ErpFailure, handles
-from agent.connectors.demo import DemoConnector, create_demo_database
+from agent.connectors.demo import DemoConnector
 from protocol.operations.customers import Customer, NewCustomer
 from tests.e2e.conftest import Credentials
 from tests.support.connectors import ScriptedConnector, ScriptedSession
@@ -78,28 +77,7 @@ class WritingSession(ScriptedSession):
             return self.connector.written.get(idempotency_key)
 
 
-# The demo ERP (Subiekt GT schema on SQLite), a fresh copy per test.
-
-
-@pytest.fixture(scope="session")
-def seeded_erp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("idempotent-erp") / "seed.sqlite"
-    create_demo_database(str(path))
-    return path
-
-
-@pytest.fixture
-def erp_path(seeded_erp: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "erp.sqlite"
-    shutil.copy(seeded_erp, path)
-    return path
-
-
-@pytest.fixture
-def erp(erp_path: Path) -> Iterator[sqlite3.Connection]:
-    db = sqlite3.connect(erp_path)
-    yield db
-    db.close()
+# The demo ERP comes from tests/conftest.py (seeded_erp, erp_path, erp).
 
 
 @pytest.fixture
