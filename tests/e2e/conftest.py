@@ -11,7 +11,8 @@ import pytest
 
 from relay.store import Store
 from relay.store.db import upgrade
-from tests.support.servers import RelayHandle, serve_relay
+from tests.support.agent_process import AgentProcess, write_agent_config
+from tests.support.servers import RelayHandle, serve_relay, wait_for
 
 
 @dataclass
@@ -52,3 +53,43 @@ async def client(relay: RelayHandle, creds: Credentials) -> AsyncIterator[httpx.
         base_url=relay.base_url, headers={"Authorization": f"Bearer {creds.api_key}"}, timeout=30
     ) as http:
         yield http
+
+
+@pytest.fixture
+async def agent_process(
+    relay: RelayHandle, creds: Credentials, erp_path: Path, tmp_path: Path
+) -> AsyncIterator[AgentProcess]:
+    """A real ``python -m agent run`` process for agent ``acme``, with the demo ERP."""
+    config = write_agent_config(
+        tmp_path / "agent.toml",
+        relay_url=relay.ws_url,
+        erp_path=erp_path,
+        journal_path=tmp_path / "state" / "journal.sqlite",
+    )
+    process = AgentProcess(config, creds.agent_token, tmp_path / "agent.log")
+    try:
+        yield process
+    finally:
+        # the relay shares this loop: let it answer the agent's close while the agent stops
+        process.terminate()
+        await wait_for(lambda: not process.alive, timeout=15, what="the agent to stop")
+        process.stop()
+
+
+async def agent_online(relay: RelayHandle, agent: AgentProcess) -> None:
+    await wait_for(
+        lambda: relay.state.hub.is_online("acme") or not agent.alive,
+        timeout=30,
+        what="the agent process to connect",
+    )
+    assert agent.alive, agent.log()
+
+
+async def start_agent(relay: RelayHandle, agent: AgentProcess, crash_at: str | None = None) -> None:
+    agent.start(crash_at=crash_at)
+    await agent_online(relay, agent)
+
+
+async def agent_died(relay: RelayHandle, agent: AgentProcess) -> None:
+    await wait_for(lambda: not agent.alive, timeout=30, what="the agent to die")
+    await wait_for(lambda: not relay.state.hub.is_online("acme"), what="the relay to notice")

@@ -9,60 +9,20 @@ demo ERP must end up with exactly one ZK for the shop's order, whatever the cras
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import zk_count
-from tests.e2e.conftest import Credentials
-from tests.support.agent_process import AgentProcess, write_agent_config
-from tests.support.servers import RelayHandle, wait_for
+from tests.e2e.conftest import agent_died, agent_online, start_agent
+from tests.support.agent_process import AgentProcess
+from tests.support.servers import RelayHandle
 
 pytestmark = pytest.mark.slow
 
 ORDER_URL = "/v1/agents/acme/calls/orders.create"
 STATUS_URL = "/v1/agents/acme/calls/operations.status"
-
-
-@pytest.fixture
-async def agent(
-    relay: RelayHandle, creds: Credentials, erp_path: Path, tmp_path: Path
-) -> AsyncIterator[AgentProcess]:
-    config = write_agent_config(
-        tmp_path / "agent.toml",
-        relay_url=relay.ws_url,
-        erp_path=erp_path,
-        journal_path=tmp_path / "state" / "journal.sqlite",
-    )
-    process = AgentProcess(config, creds.agent_token, tmp_path / "agent.log")
-    try:
-        yield process
-    finally:
-        # the relay shares this loop: let it answer the agent's close while the agent stops
-        process.terminate()
-        await wait_for(lambda: not process.alive, timeout=15, what="the agent to stop")
-        process.stop()
-
-
-async def _online(relay: RelayHandle, agent: AgentProcess) -> None:
-    await wait_for(
-        lambda: relay.state.hub.is_online("acme") or not agent.alive,
-        timeout=30,
-        what="the agent process to connect",
-    )
-    assert agent.alive, agent.log()
-
-
-async def _start(relay: RelayHandle, agent: AgentProcess, crash_at: str | None = None) -> None:
-    agent.start(crash_at=crash_at)
-    await _online(relay, agent)
-
-
-async def _died(relay: RelayHandle, agent: AgentProcess) -> None:
-    await wait_for(lambda: not agent.alive, timeout=30, what="the agent to die")
-    await wait_for(lambda: not relay.state.hub.is_online("acme"), what="the relay to notice")
 
 
 def _order(erp: sqlite3.Connection, external_number: str) -> dict[str, object]:
@@ -82,7 +42,7 @@ def _order(erp: sqlite3.Connection, external_number: str) -> dict[str, object]:
 async def _crash_then_retry(
     crash_at: str,
     relay: RelayHandle,
-    agent: AgentProcess,
+    agent_process: AgentProcess,
     client: httpx.AsyncClient,
     erp: sqlite3.Connection,
 ) -> tuple[str, dict[str, object], int]:
@@ -93,19 +53,21 @@ async def _crash_then_retry(
     external = f"SHOP-{crash_at}"
     key = f"order-{crash_at}-1"
     body = _order(erp, external)
-    await _start(relay, agent, crash_at=crash_at)
+    await start_agent(relay, agent_process, crash_at=crash_at)
     first = await client.post(ORDER_URL, json=body, headers={"Idempotency-Key": key})
-    assert first.status_code != 200, f"{first.text}\n{agent.log()}"
+    assert first.status_code != 200, f"{first.text}\n{agent_process.log()}"
     try:
-        await _died(relay, agent)
+        await agent_died(relay, agent_process)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: {first.status_code} {first.text}\n{agent.log()}") from None
-    assert agent.returncode in (-9, 137), agent.log()
+        raise AssertionError(
+            f"{exc}: {first.status_code} {first.text}\n{agent_process.log()}"
+        ) from None
+    assert agent_process.returncode in (-9, 137), agent_process.log()
     assert first.status_code in (502, 503, 504), first.text
     assert first.json().get("outcome") == "unknown", first.text
     before = zk_count(erp, external)
 
-    await _start(relay, agent)
+    await start_agent(relay, agent_process)
     retry = await client.post(ORDER_URL, json=body, headers={"Idempotency-Key": key})
     assert retry.status_code == 200, retry.text
     assert zk_count(erp, external) == 1
@@ -120,9 +82,14 @@ async def _crash_then_retry(
 
 
 async def test_crash_after_erp_commit_returns_the_committed_order(
-    relay: RelayHandle, agent: AgentProcess, client: httpx.AsyncClient, erp: sqlite3.Connection
+    relay: RelayHandle,
+    agent_process: AgentProcess,
+    client: httpx.AsyncClient,
+    erp: sqlite3.Connection,
 ) -> None:
-    key, order, before = await _crash_then_retry("after_erp_commit", relay, agent, client, erp)
+    key, order, before = await _crash_then_retry(
+        "after_erp_commit", relay, agent_process, client, erp
+    )
     assert before == 1  # the ERP committed; the journal did not know it
     status = await client.post(STATUS_URL, json={"idempotency_key": key})
     assert status.status_code == 200, status.text
@@ -133,9 +100,14 @@ async def test_crash_after_erp_commit_returns_the_committed_order(
 
 
 async def test_crash_before_erp_call_writes_once_on_retry(
-    relay: RelayHandle, agent: AgentProcess, client: httpx.AsyncClient, erp: sqlite3.Connection
+    relay: RelayHandle,
+    agent_process: AgentProcess,
+    client: httpx.AsyncClient,
+    erp: sqlite3.Connection,
 ) -> None:
-    key, order, before = await _crash_then_retry("before_erp_call", relay, agent, client, erp)
+    key, order, before = await _crash_then_retry(
+        "before_erp_call", relay, agent_process, client, erp
+    )
     assert before == 0  # died with the journal saying executing, the ERP untouched
     status = (await client.post(STATUS_URL, json={"idempotency_key": key})).json()
     assert status["state"] == "done"
@@ -143,9 +115,14 @@ async def test_crash_before_erp_call_writes_once_on_retry(
 
 
 async def test_crash_before_result_send_answers_from_the_journal(
-    relay: RelayHandle, agent: AgentProcess, client: httpx.AsyncClient, erp: sqlite3.Connection
+    relay: RelayHandle,
+    agent_process: AgentProcess,
+    client: httpx.AsyncClient,
+    erp: sqlite3.Connection,
 ) -> None:
-    key, order, before = await _crash_then_retry("before_result_send", relay, agent, client, erp)
+    key, order, before = await _crash_then_retry(
+        "before_result_send", relay, agent_process, client, erp
+    )
     assert before == 1
     status = (await client.post(STATUS_URL, json={"idempotency_key": key})).json()
     assert status["state"] == "done"
@@ -153,9 +130,9 @@ async def test_crash_before_result_send_answers_from_the_journal(
 
 
 async def test_status_of_an_unknown_key(
-    relay: RelayHandle, agent: AgentProcess, client: httpx.AsyncClient
+    relay: RelayHandle, agent_process: AgentProcess, client: httpx.AsyncClient
 ) -> None:
-    await _start(relay, agent)
+    await start_agent(relay, agent_process)
     status = await client.post(STATUS_URL, json={"idempotency_key": "never-sent"})
     assert status.status_code == 200, status.text
     assert status.json()["state"] == "unknown"
@@ -163,15 +140,15 @@ async def test_status_of_an_unknown_key(
 
 async def test_unwritable_journal_refuses_writes_and_leaves_the_erp_alone(
     relay: RelayHandle,
-    agent: AgentProcess,
+    agent_process: AgentProcess,
     client: httpx.AsyncClient,
     erp: sqlite3.Connection,
     tmp_path: Path,
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the journal's folder should be")
-    agent.start(ERP_AGENT_AGENT__JOURNAL_PATH=str(blocker / "journal.sqlite"))
-    await _online(relay, agent)
+    agent_process.start(ERP_AGENT_AGENT__JOURNAL_PATH=str(blocker / "journal.sqlite"))
+    await agent_online(relay, agent_process)
     ping = await client.post("/v1/agents/acme/calls/ping", json={})
     assert ping.status_code == 200  # reads still work
     documents = erp.execute("SELECT COUNT(*) FROM dok__Dokument").fetchone()[0]

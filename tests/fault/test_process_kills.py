@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,48 +18,14 @@ import pytest
 
 from agent.connectors.demo import DemoConnector
 from tests.conftest import zk_count
-from tests.e2e.conftest import Credentials
+from tests.e2e.conftest import Credentials, agent_died, start_agent
 from tests.fault.test_exactly_once import order, plentiful_sku, write
-from tests.support.agent_process import AgentProcess, write_agent_config
+from tests.support.agent_process import AgentProcess
 from tests.support.relay_process import RelayProcess
 from tests.support.servers import RelayHandle, free_port, run_agent, wait_for
 
 ROUNDS = 20
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def agent_process(
-    relay: RelayHandle, creds: Credentials, erp_path: Path, tmp_path: Path
-) -> AsyncIterator[AgentProcess]:
-    config = write_agent_config(
-        tmp_path / "agent.toml",
-        relay_url=relay.ws_url,
-        erp_path=erp_path,
-        journal_path=tmp_path / "journal.sqlite",
-    )
-    process = AgentProcess(config, creds.agent_token, tmp_path / "agent.log")
-    try:
-        yield process
-    finally:
-        process.terminate()
-        await wait_for(lambda: not process.alive, timeout=15, what="the agent to stop")
-        process.stop()
-
-
-async def start(relay: RelayHandle, agent: AgentProcess, crash_at: str | None = None) -> None:
-    agent.start(crash_at=crash_at)
-    await wait_for(
-        lambda: relay.state.hub.is_online("acme") or not agent.alive,
-        timeout=30,
-        what="the agent process to connect",
-    )
-    assert agent.alive, agent.log()
-
-
-async def died(relay: RelayHandle, agent: AgentProcess) -> None:
-    await wait_for(lambda: not agent.alive, timeout=30, what="the agent to die")
-    await wait_for(lambda: not relay.state.hub.is_online("acme"), what="the relay to notice")
 
 
 @pytest.mark.parametrize("crash_at", ["before_erp_call", "after_erp_commit"])
@@ -74,16 +39,16 @@ async def test_agent_killed_in_the_write_path(
     sku = plentiful_sku(erp)
     for n in range(ROUNDS):
         external, key = f"KILL-{crash_at}-{n}", f"kill-{crash_at}-{n}"
-        await start(relay, agent_process, crash_at=crash_at)
+        await start_agent(relay, agent_process, crash_at=crash_at)
         first = await write(client, order(external, sku), key)
         assert first.status_code in (502, 503, 504), first.text
         assert first.json()["outcome"] == "unknown"
-        await died(relay, agent_process)
+        await agent_died(relay, agent_process)
         assert agent_process.returncode in (-9, 137), agent_process.log()
         expected_before = 1 if crash_at == "after_erp_commit" else 0
         assert zk_count(erp, external) == expected_before, f"round {n}"
 
-        await start(relay, agent_process)
+        await start_agent(relay, agent_process)
         retry = await write(client, order(external, sku), key)
         assert retry.status_code == 200, retry.text
         assert zk_count(erp, external) == 1, f"round {n}"
