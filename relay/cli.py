@@ -325,6 +325,31 @@ def keys_revoke(public_id: str, database_url: str) -> None:
     click.echo(f"API key {public_id} is revoked.")
 
 
+@keys.command(
+    "webhook-secret",
+    help=(
+        "Print the secret an API key's owner uses to verify webhook signatures. It is derived "
+        "from ERP_RELAY_WEBHOOK_SIGNING_KEY, so it can be shown again; changing that key "
+        "changes every secret." + _SQLITE_NOTE
+    ),
+)
+@click.argument("public_id")
+@database_url_option
+def keys_webhook_secret(public_id: str, database_url: str) -> None:
+    from relay.settings import RelaySettings
+    from relay.webhooks import key_secret
+
+    signing_key = RelaySettings().webhook_signing_key
+    if signing_key is None or not signing_key.get_secret_value():
+        raise click.ClickException(
+            "this relay sends no webhooks: set ERP_RELAY_WEBHOOK_SIGNING_KEY first"
+        )
+    records = _run(database_url, lambda store: store.list_api_keys())
+    if not any(record.public_id == public_id and not record.revoked for record in records):
+        raise click.ClickException(f"no active API key with public id {public_id!r}")
+    click.echo(key_secret(signing_key.get_secret_value(), public_id))
+
+
 def _add_server_commands() -> None:
     # Imported here, not at the top: the admin commands above must work without loading the
     # web stack, and relay.server imports the app, which imports the store this module uses.

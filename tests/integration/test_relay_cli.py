@@ -263,3 +263,26 @@ def test_console_script(tmp_path: Path) -> None:
     assert listed.returncode == 0
     assert "shop-1" in listed.stdout
     assert completed.stdout.strip() not in listed.stdout
+
+
+def test_webhook_secret_matches_what_the_relay_signs_with(url: str) -> None:
+    from relay.webhooks import key_secret
+
+    added = run("keys", "add", "crm", "--all-agents", "--all-operations", url=url)
+    public_id = added.stdout.strip().split("_")[1]
+    unset = CliRunner().invoke(
+        main,
+        ["keys", "webhook-secret", public_id, "--database-url", url],
+        env={"ERP_RELAY_WEBHOOK_SIGNING_KEY": None},
+    )
+    assert unset.exit_code != 0
+    assert "ERP_RELAY_WEBHOOK_SIGNING_KEY" in unset.output
+    env = {"ERP_RELAY_WEBHOOK_SIGNING_KEY": "relay-signing-key"}
+    shown = run("keys", "webhook-secret", public_id, url=url, env=env)
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.strip() == key_secret("relay-signing-key", public_id)
+    unknown = CliRunner().invoke(
+        main, ["keys", "webhook-secret", "nosuchkey000", "--database-url", url], env=env
+    )
+    assert unknown.exit_code != 0
+    assert "no active API key" in unknown.output
