@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -49,19 +51,23 @@ def main() -> None:
 
         profiling.install(args.profile)
     logging.basicConfig(level=logging.WARNING, format="agent: %(message)s")
-    settings = AgentSettings(
-        relay=RelayOptions(url=args.url, allow_insecure=True, connect_timeout_s=5),
-        reconnect=ReconnectOptions(base_s=0.1, cap_s=1.0),
-        agent=AgentOptions(max_concurrency=args.max_concurrency),
-        token=SecretStr(os.environ["ERP_AGENT_TOKEN"]),
-    )
-    connector = build_connector(args.connector, args.demo_path)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(settings, connector))
-    else:
-        uvloop.run(serve(settings, connector))
+    with tempfile.TemporaryDirectory(prefix="erp-bench-agent-") as state:
+        settings = AgentSettings(
+            relay=RelayOptions(url=args.url, allow_insecure=True, connect_timeout_s=5),
+            reconnect=ReconnectOptions(base_s=0.1, cap_s=1.0),
+            agent=AgentOptions(
+                max_concurrency=args.max_concurrency,
+                journal_path=Path(state) / "journal.sqlite",
+            ),
+            token=SecretStr(os.environ["ERP_AGENT_TOKEN"]),
+        )
+        connector = build_connector(args.connector, args.demo_path)
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(serve(settings, connector))
+        else:
+            uvloop.run(serve(settings, connector))
 
 
 if __name__ == "__main__":
