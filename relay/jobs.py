@@ -212,7 +212,8 @@ class JobService:
             except Exception:
                 log.exception("job sweep failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_wake.wait(), self.settings.job_poll_interval_s)
+                async with asyncio.timeout(self.settings.job_poll_interval_s):
+                    await self._sweep_wake.wait()
             self._sweep_wake.clear()
 
     async def sweep(self) -> None:
@@ -263,7 +264,8 @@ class JobService:
 
     async def _wait(self, wake: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), min(seconds, self.settings.job_poll_interval_s))
+            async with asyncio.timeout(min(seconds, self.settings.job_poll_interval_s)):
+                await wake.wait()
 
     async def _unsupported(self, job: JobRecord) -> None:
         await self._ended(
@@ -297,7 +299,8 @@ class JobService:
             await asyncio.shield(self.store.release(job.id))
             raise
         try:
-            frame = await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):
+                frame = await asyncio.shield(future)
         except TimeoutError:
             await link.cancel(call_id, "deadline passed")
             await self._retry(job, ErrorCode.TIMEOUT.value, f"no answer within {timeout:g} s")

@@ -267,7 +267,8 @@ class WebhookSender:
             except Exception:
                 log.exception("webhook sender pass failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                async with asyncio.timeout(self._poll_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def run_once(self) -> int:
