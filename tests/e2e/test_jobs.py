@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ async def test_job_accepted_offline_runs_when_the_agent_connects(
     job = response.json()
     assert job["id"].startswith("job_") and job["state"] == "pending"
     assert response.headers["location"] == f"/v1/jobs/{job['id']}" == job["location"]
+    lifetime = dt.datetime.fromisoformat(job["expires_at"]) - dt.datetime.fromisoformat(
+        job["created_at"]
+    )
+    assert lifetime == dt.timedelta(hours=24), "the default time to live is 24 h"
     assert (await client.get(response.headers["location"])).json()["state"] == "pending"
 
     connector = ScriptedConnector(label="Acme ERP")

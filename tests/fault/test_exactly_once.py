@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,17 @@ async def http(quiet_relay: RelayHandle, creds: Credentials) -> AsyncIterator[ht
         yield client
 
 
-def demo(erp_path: Path) -> DemoConnector:
-    return DemoConnector(str(erp_path), seed=False)
+def demo_agent(
+    url: str, creds: Credentials, erp_path: Path, tmp_path: Path, **options: Any
+) -> AbstractAsyncContextManager[Supervisor]:
+    """A real agent on the demo ERP, its write journal in the test's folder."""
+    return run_agent(
+        url,
+        creds.agent_token,
+        DemoConnector(str(erp_path), seed=False),
+        journal_path=str(tmp_path / "journal.sqlite"),
+        **options,
+    )
 
 
 async def reconnected(agent: Supervisor, before: int) -> None:
@@ -100,15 +110,15 @@ async def test_connection_cut_after_the_erp_commit(
     tmp_path: Path,
 ) -> None:
     sku = plentiful_sku(erp)
-    async with run_agent(
+    async with demo_agent(
         proxy.url,
-        creds.agent_token,
-        demo(erp_path),
+        creds,
+        erp_path,
+        tmp_path,
         ping_interval_s=60,
         ping_timeout_s=60,
         base_s=0.05,
         cap_s=0.2,
-        journal_path=str(tmp_path / "journal.sqlite"),
     ) as agent:
         for n in range(ROUNDS):
             external, key = f"CUT-{n}", f"cut-{n}"
@@ -132,11 +142,11 @@ async def test_twenty_concurrent_requests_with_one_key(
     tmp_path: Path,
 ) -> None:
     sku = plentiful_sku(erp)
-    async with run_agent(
+    async with demo_agent(
         relay.ws_url,
-        creds.agent_token,
-        demo(erp_path),
-        journal_path=str(tmp_path / "journal.sqlite"),
+        creds,
+        erp_path,
+        tmp_path,
     ):
         for n in range(ROUNDS):
             body, key = order(f"SAME-{n}", sku), f"same-{n}"
@@ -165,15 +175,15 @@ async def test_half_open_link_fails_fast_and_heals(
     ):
         faults = await FaultProxy(relay.port).start()
         try:
-            async with run_agent(
+            async with demo_agent(
                 faults.url,
-                creds.agent_token,
-                demo(erp_path),
+                creds,
+                erp_path,
+                tmp_path,
                 ping_interval_s=0.2,
                 ping_timeout_s=0.3,
                 base_s=0.05,
                 cap_s=0.2,
-                journal_path=str(tmp_path / "journal.sqlite"),
             ) as agent:
                 for n in range(ROUNDS):
                     external, key = f"HALF-{n}", f"half-{n}"
@@ -201,13 +211,13 @@ async def test_call_past_its_deadline_is_never_started(
     tmp_path: Path,
 ) -> None:
     sku = plentiful_sku(erp)
-    async with run_agent(
+    async with demo_agent(
         proxy.url,
-        creds.agent_token,
-        demo(erp_path),
+        creds,
+        erp_path,
+        tmp_path,
         ping_interval_s=60,
         ping_timeout_s=60,
-        journal_path=str(tmp_path / "journal.sqlite"),
     ) as agent:
         proxy.delay_s = 0.3
         for n in range(ROUNDS):

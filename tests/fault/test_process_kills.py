@@ -19,7 +19,7 @@ import pytest
 from agent.connectors.demo import DemoConnector
 from tests.conftest import zk_count
 from tests.e2e.conftest import Credentials, agent_died, start_agent
-from tests.fault.test_exactly_once import order, plentiful_sku, write
+from tests.fault.test_exactly_once import demo_agent, order, plentiful_sku, write
 from tests.support.agent_process import AgentProcess
 from tests.support.relay_process import RelayProcess
 from tests.support.servers import RelayHandle, free_port, run_agent, wait_for
@@ -71,13 +71,13 @@ async def test_relay_killed_with_calls_and_jobs_in_flight(
     headers = {"Authorization": f"Bearer {creds.api_key}"}
     try:
         async with (
-            run_agent(
+            demo_agent(
                 relay.ws_url,
-                creds.agent_token,
-                DemoConnector(str(erp_path), seed=False),
+                creds,
+                erp_path,
+                tmp_path,
                 base_s=0.05,
                 cap_s=0.2,
-                journal_path=str(tmp_path / "journal.sqlite"),
             ) as agent,
             httpx.AsyncClient(base_url=relay.base_url, headers=headers) as http,
         ):
