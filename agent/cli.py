@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -84,7 +85,7 @@ def check(config_path: Path | None) -> None:
             connector = build_connector(settings)
             items.append(CheckItem("connector", True, connector.info().erp))
             items.extend(connector.check())
-            items.append(asyncio.run(_check_relay(settings, connector)))
+            items.extend(asyncio.run(_check_relay(settings, connector)))
             connector.close()
         except ValueError as exc:
             items.append(CheckItem("connector", False, str(exc)))
@@ -95,29 +96,45 @@ def check(config_path: Path | None) -> None:
     sys.exit(0 if all(item.ok for item in items) else 1)
 
 
-async def _check_relay(settings: AgentSettings, connector: Connector) -> CheckItem:
+async def _check_relay(settings: AgentSettings, connector: Connector) -> list[CheckItem]:
+    """Open each configured link once, as `run` would, all at once."""
     supervisor = Supervisor(settings, connector)
-    status = LinkStatus()
+    try:
+        return list(
+            await asyncio.gather(
+                *(_probe_link(settings, supervisor, status) for status in supervisor.links)
+            )
+        )
+    finally:
+        supervisor.executor.close()
+        supervisor.journal.close()
+
+
+async def _probe_link(
+    settings: AgentSettings, supervisor: Supervisor, status: LinkStatus
+) -> CheckItem:
+    name = "relay" if len(supervisor.links) == 1 else f"relay link {status.slot}"
+    hello = replace(supervisor.hello, slot=status.slot)
 
     async def probe() -> str:
-        task = asyncio.create_task(
-            run_link(settings, supervisor.dispatcher, supervisor.hello, status)
-        )
+        task = asyncio.create_task(run_link(settings, supervisor.dispatcher, hello, status))
         ready = asyncio.create_task(status.ready.wait())
         await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         if status.connected:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            return f"connected, session {status.session_id}, clock skew {status.clock_skew_ms} ms"
+            where = f"{status.url}, replica {status.replica}" if status.replica else status.url
+            return (
+                f"connected to {where}, session {status.session_id}, "
+                f"clock skew {status.clock_skew_ms} ms"
+            )
         ended = task.result()
         raise ConnectFailed(ended.reason)
 
     try:
         async with asyncio.timeout(settings.relay.connect_timeout_s + 2):
             detail = await probe()
-        return CheckItem("relay", True, detail)
+        return CheckItem(name, True, detail)
     except (ConnectFailed, TimeoutError, ValueError) as exc:
-        return CheckItem("relay", False, str(exc) or "no answer in time")
-    finally:
-        supervisor.executor.close()
+        return CheckItem(name, False, str(exc) or "no answer in time")

@@ -2,7 +2,9 @@
 
 `run_link` connects, says hello, waits for welcome, then serves calls until the connection
 ends, and reports how it ended. It never retries: deciding what happens next is the
-supervisor's job (the chisel split of connectionLoop and connectionOnce).
+supervisor's job (the chisel split of connectionLoop and connectionOnce). An agent may run
+several at once (``[relay] connections``); each is one `run_link` at a time, numbered by
+``hello.slot``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -23,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agent.dispatch import Dispatcher, Success
 from agent.executor import Running
 from agent.settings import AgentSettings
-from protocol.errors import ProtocolError
+from protocol.errors import CloseCode, ProtocolError, close_reason
 from protocol.frames import Call, Cancel, GoAway, Hello, Welcome
 from protocol.limits import Limits
 from protocol.session import AgentSession
@@ -40,31 +43,50 @@ class ConnectFailed(Exception):
 class LinkEnded:
     reason: str
     goaway: GoAway | None = None
+    moved: bool = False
+    """The agent left on its own after welcome, to be placed on another relay replica."""
+
+
+Placement = Callable[[Welcome], str | None]
+"""Asked once per connection, right after welcome and before any call is taken: why this
+connection should not stay where the load balancer put it (None: stay). Synchronous, so that
+two links welcomed at the same moment cannot both decide on stale information."""
 
 
 @dataclass
 class LinkStatus:
-    """What the agent knows about its current connection, for status output and logs."""
+    """What the agent knows about one of its connections, for status output and logs."""
 
+    slot: int = 0
+    url: str = ""
     connected: bool = False
     session_id: str = ""
+    replica: str = ""
+    """The relay replica holding the connection (empty when the relay does not say)."""
     connected_since: float = 0.0
     clock_skew_ms: int = 0
     last_error: str = ""
     calls: int = 0
+    connections: int = 0
+    """Connections of this link that opened and have ended."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set while a session is open (after welcome), cleared when it ends."""
 
 
 async def run_link(
-    settings: AgentSettings, dispatcher: Dispatcher, hello: Hello, status: LinkStatus
+    settings: AgentSettings,
+    dispatcher: Dispatcher,
+    hello: Hello,
+    status: LinkStatus,
+    placement: Placement | None = None,
 ) -> LinkEnded:
     """Connect once and serve until the connection ends; raise `ConnectFailed` if it never opens."""
     token = settings.read_token()
     relay = settings.relay
+    url = status.url = relay.link_url(hello.slot)
     try:
         ws = await connect(
-            relay.url,
+            url,
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             additional_headers={"Authorization": f"Bearer {token}"},
             compression=None,
@@ -76,9 +98,9 @@ async def run_link(
             user_agent_header=f"erp-agent/{hello.agent_version}",
         )
     except Exception as exc:
-        raise ConnectFailed(explain_connect_error(exc, relay.url)) from exc
+        raise ConnectFailed(explain_connect_error(exc, url)) from exc
     try:
-        return await _serve(ws, settings, dispatcher, hello, status)
+        return await _serve(ws, settings, dispatcher, hello, status, placement)
     finally:
         status.connected = False
         status.ready.clear()
@@ -91,6 +113,7 @@ async def _serve(
     dispatcher: Dispatcher,
     hello: Hello,
     status: LinkStatus,
+    placement: Placement | None,
 ) -> LinkEnded:
     session = AgentSession(Limits(max_frame_bytes=settings.relay.max_frame_bytes))
     running: dict[int, tuple[asyncio.Task[None], Running]] = {}
@@ -103,15 +126,23 @@ async def _serve(
             first = await ws.recv()
         welcome = session.receive(first)
         assert isinstance(welcome, Welcome)
+        leave = placement(welcome) if placement is not None else None
+        if leave is not None:
+            log.info("leaving to be placed elsewhere", extra={"slot": hello.slot, "reason": leave})
+            await ws.close(CloseCode.NORMAL, close_reason(leave))
+            return LinkEnded(leave, moved=True)
         status.connected = True
         status.ready.set()
         status.session_id = welcome.session_id
+        status.replica = welcome.replica
         status.connected_since = time.time()
         status.clock_skew_ms = clock_skew_ms(sent_ms, welcome.time_ms, time.time() * 1000)
         log.info(
             "connected to the relay",
             extra={
+                "slot": hello.slot,
                 "session": welcome.session_id,
+                "replica": welcome.replica,
                 "relay_version": welcome.relay_version,
                 "clock_skew_ms": status.clock_skew_ms,
             },

@@ -1,7 +1,8 @@
 """Agent configuration: a TOML file, overridden by ``ERP_AGENT_*`` environment variables.
 
-Nested keys use a double underscore: ``ERP_AGENT_RELAY__URL`` overrides ``[relay] url``. The
-token never comes from the command line (it would show in the process list): it is read from
+Nested keys use a double underscore: ``ERP_AGENT_RELAY__URL`` overrides ``[relay] url``; a list
+is JSON (``ERP_AGENT_RELAY__URLS='["wss://a/v1/agent/connect", "wss://b/v1/agent/connect"]'``).
+The token never comes from the command line (it would show in the process list): it is read from
 ``ERP_AGENT_TOKEN`` or from the file named by ``[relay] token_file``, again at every connect, so
 a rotated token file is picked up without a restart.
 """
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,11 +22,26 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+MAX_CONNECTIONS = 4
+
+
+def _check_scheme(value: str) -> str:
+    if not value.startswith(("ws://", "wss://")):
+        raise ValueError("relay URLs must start with wss:// (or ws:// with allow_insecure)")
+    return value
+
 
 class RelayOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = "wss://localhost/v1/agent/connect"
+    urls: list[str] = Field(default_factory=list)
+    """Instead of `url`: several addresses of one relay service (two load balancers, or replicas
+    reachable by name), so that no single address is on every link's path; link ``i``
+    connects to ``urls[i % len(urls)]``."""
+    connections: int = Field(1, ge=1, le=MAX_CONNECTIONS)
+    """Connections held at once, each with its own reconnect loop, so that losing one relay
+    replica leaves the site reachable through another; they share the ERP sessions."""
     token_file: Path | None = None
     allow_insecure: bool = False
     """Permit plain ``ws://`` (local testing only); without it the agent refuses to connect."""
@@ -37,9 +53,38 @@ class RelayOptions(BaseModel):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("ws://", "wss://")):
-            raise ValueError("relay.url must start with wss:// (or ws:// with allow_insecure)")
-        return value
+        return _check_scheme(value)
+
+    @field_validator("urls")
+    @classmethod
+    def _schemes(cls, values: list[str]) -> list[str]:
+        return [_check_scheme(value) for value in values]
+
+    @model_validator(mode="after")
+    def _one_address(self) -> RelayOptions:
+        # Both set (a file with urls, an environment with url) has no obvious winner: say so
+        # rather than silently connect somewhere the admin did not mean.
+        if "urls" not in self.model_fields_set:
+            return self
+        if "url" in self.model_fields_set:
+            raise ValueError("set relay.url or relay.urls, not both")
+        if not self.urls:
+            raise ValueError("relay.urls is empty: name at least one relay, or use relay.url")
+        if len(self.urls) > self.connections:
+            # an address no link would ever use looks like failover but is none
+            raise ValueError(
+                f"relay.urls names {len(self.urls)} relays but relay.connections = "
+                f"{self.connections}: raise relay.connections or remove the unused URLs"
+            )
+        return self
+
+    def link_url(self, slot: int) -> str:
+        """The relay that link number ``slot`` connects to."""
+        urls = self.urls or [self.url]
+        return urls[slot % len(urls)]
+
+    def link_urls(self) -> list[str]:
+        return [self.link_url(slot) for slot in range(self.connections)]
 
 
 class ReconnectOptions(BaseModel):
@@ -129,11 +174,12 @@ class AgentSettings(BaseSettings):
         return token
 
     def check_transport(self) -> None:
-        if self.relay.url.startswith("ws://") and not self.relay.allow_insecure:
-            raise ValueError(
-                "relay.url uses ws:// (no TLS); use wss://, or set relay.allow_insecure = true "
-                "for local testing"
-            )
+        for url in self.relay.link_urls():
+            if url.startswith("ws://") and not self.relay.allow_insecure:
+                raise ValueError(
+                    f"relay URL {url} uses ws:// (no TLS); use wss://, or set "
+                    "relay.allow_insecure = true for local testing"
+                )
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> AgentSettings:

@@ -8,22 +8,25 @@ import resource
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid`, in seconds (resolution 1/SC_CLK_TCK)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        data = f.read()
-    # the command name (field 2) may hold spaces; fields after it are fixed
-    fields = data[data.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _TICK
+Pids = int | tuple[int, ...]
+"""One process, or several whose CPU is summed (the replicas of a cluster)."""
 
 
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(user, system) seconds of every thread of `pid`."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2 :].split()
-    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+def cpu_seconds(pids: Pids) -> float:
+    """utime + stime of every thread of `pids`, in seconds (resolution 1/SC_CLK_TCK)."""
+    return sum(cpu_split(pids))
+
+
+def cpu_split(pids: Pids) -> tuple[float, float]:
+    """(user, system) seconds of every thread of `pids`."""
+    user = system = 0
+    for pid in (pids,) if isinstance(pids, int) else pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            data = f.read()
+        # the command name (field 2) may hold spaces; fields after it are fixed
+        fields = data[data.rindex(")") + 2 :].split()
+        user, system = user + int(fields[11]), system + int(fields[12])
+    return user / _TICK, system / _TICK
 
 
 def self_cpu_seconds() -> float:

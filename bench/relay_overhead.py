@@ -7,6 +7,9 @@ Scenarios, all on loopback, each server in its own process:
 (a) direct   a plain FastAPI app answering POST /direct/customers.balance (the baseline)
 (b) memory   the same call through relay + agent, answered from memory by the agent
 (c) demo     through relay + agent + the demo ERP (SQLite, worker threads)
+(d) cluster  two relay replicas on PostgreSQL and Redis, the agent connected to the first:
+             (d) same  = calls entering the replica that holds the agent connection,
+             (d) cross = calls entering the other one, forwarded through Redis pub/sub
 
 Each runs at concurrency 1 and 16 after a warm-up. Then the relay is restarted and idle agent
 connections are opened to measure the memory each one costs. See bench/README.md.
@@ -25,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,14 @@ if str(ROOT) not in sys.path:
 from bench.answer import ANSWER_JSON, REQUEST_BODY  # noqa: E402
 from bench.experiments import EXPERIMENTS  # noqa: E402
 from bench.loadgen import RunResult, build_request, run_load  # noqa: E402
-from bench.procstat import cpu_seconds, cpu_split, raise_nofile, self_cpu_seconds, status_kib  # noqa: E402
+from bench.procstat import (  # noqa: E402
+    Pids,
+    cpu_seconds,
+    cpu_split,
+    raise_nofile,
+    self_cpu_seconds,
+    status_kib,
+)
 
 HOST = "127.0.0.1"
 FLUSH_WAIT_S = 1.2
@@ -188,9 +198,10 @@ async def measure(
     port: int,
     request: bytes,
     plan: Plan,
-    server_pid: int,
+    server_pid: Pids,
     agent_pid: int | None,
 ) -> list[Row]:
+    """Latency and CPU per call; with several server pids (a cluster) their CPU is summed."""
     rows = []
     warm = await run_load(HOST, port, request, 4, plan.warmup)
     if warm.errors:
@@ -301,6 +312,80 @@ async def scenario_agent(
         await wait_ok(relay_port, request, process)
         await check_body(relay_port, request, expected, label)
         return await measure(label, relay_port, request, plan, relay_pid, process.pid)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A throwaway PostgreSQL database for the cluster scenario, dropped afterwards."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = f"erp_relay_bench_{os.getpid()}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def scenario_cluster(plan: Plan, extra: list[str]) -> tuple[list[Row], str]:
+    """(d): the same call entering the replica that holds the agent, then the other one."""
+    try:
+        database = postgres_database()
+        url = await database.__aenter__()
+    except (OSError, ImportError) as exc:
+        return [], f"(d) skipped: PostgreSQL unreachable at {POSTGRES_ADMIN_URL} ({exc})"
+    try:
+        tokens, api_key = await prepare_store(url, ["bench-cluster"])
+        prefix = f"erp-relay-bench-{os.getpid()}"
+        ports = free_port(), free_port()
+        replicas = [
+            spawn(
+                "bench.run_relay",
+                "--database-url", url, "--port", str(port), "--redis-url", REDIS_URL,
+                "--redis-prefix", prefix, "--replica-id", f"bench-{n}", *extra,
+            )
+            for n, port in enumerate(ports)
+        ]  # fmt: skip
+        with running(replicas[0]) as holder, running(replicas[1]) as other:
+            for port, process in zip(ports, replicas, strict=True):
+                await wait_port(port, process)
+            pids = (holder.pid, other.pid)
+            url_ws = f"ws://{HOST}:{ports[0]}/v1/agent/connect"
+            agent = spawn(
+                "bench.run_agent",
+                "--url",
+                url_ws,
+                "--connector",
+                "memory",
+                env={"ERP_AGENT_TOKEN": tokens["bench-cluster"]},
+            )
+            rows: list[Row] = []
+            with running(agent):
+                path = "/v1/agents/bench-cluster/calls/customers.balance"
+                for label, port in (("(d) same", ports[0]), ("(d) cross", ports[1])):
+                    request = build_request(HOST, port, path, REQUEST_BODY, api_key)
+                    await wait_ok(port, request, agent)
+                    await check_body(port, request, ANSWER_JSON, label)
+                    rows += await measure(label, port, request, plan, pids, agent.pid)
+            return rows, ""
+    finally:
+        await database.__aexit__(None, None, None)
 
 
 def demo_customer(path: Path) -> tuple[str | None, str]:
@@ -448,6 +533,14 @@ async def run(args: argparse.Namespace) -> Report:
                 relay_port, relay.pid, tokens["bench-idle"], plan.idle
             )
 
+        if not args.skip_cluster:
+            print("(d) two replicas on PostgreSQL + Redis: same replica, then cross", flush=True)
+            rows, why = await scenario_cluster(plan, extra)
+            report.rows += rows
+            if why:
+                report.notes.append(why)
+                print(why, flush=True)
+
         if args.profile:
             await profile(args.profile, plan, url, tokens["bench-memory"], api_key)
 
@@ -564,6 +657,16 @@ def compare(report: Report) -> None:
             "KiB",
             aim=16,
         )
+    for c in (1, 16):
+        same, cross = by.get(("(d) same", c)), by.get(("(d) cross", c))
+        if same and cross:
+            added = cross.p50_ms - same.p50_ms
+            report.notes.append(
+                f"cross-replica hop at c={c}: +{added:.3f} ms p50, "
+                f"+{cross.p99_ms - same.p99_ms:.3f} ms p99, "
+                f"{cross.server_cpu_us - same.server_cpu_us:+.0f} µs relay CPU per call "
+                "(both replicas) over the same-replica path"
+            )
     b16, a16 = by.get(("(b) memory", 16)), by.get(("(a) direct", 16))
     if b16 and a16:
         check("(b) req/s at c=16 vs (a) (aim)", b16.rps / a16.rps, 1.0, "× (a)", low=False)
@@ -610,6 +713,11 @@ def main() -> None:
         "cProfile; writes DIR/relay.prof and DIR/agent.prof",
     )
     parser.add_argument("--skip-demo", action="store_true", help="leave out scenario (c)")
+    parser.add_argument(
+        "--skip-cluster",
+        action="store_true",
+        help="leave out scenario (d) (needs PostgreSQL and Redis on loopback)",
+    )
     parser.add_argument(
         "--gc-stats",
         action="store_true",

@@ -21,6 +21,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--redis-url", help="join a cluster through this Redis (scenario d)")
+    parser.add_argument("--redis-prefix", default="erp-relay-bench")
+    parser.add_argument("--replica-id", default="")
     parser.add_argument("--profile", help="write a cProfile of the SIGUSR1..SIGUSR2 window here")
     parser.add_argument("--gc-stats", action="store_true", help="report GC pauses at exit")
     parser.add_argument(
@@ -37,7 +40,13 @@ def main() -> None:
 
         profiling.install(args.profile)
     settings = RelaySettings(
-        database_url=args.database_url, host="127.0.0.1", port=args.port, log_level="warning"
+        database_url=args.database_url,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        redis_url=args.redis_url,
+        redis_prefix=args.redis_prefix,
+        replica_id=args.replica_id,
     )
     logging.basicConfig(level=logging.WARNING, format="relay: %(message)s")
     # relay.server.run(settings), with a hook between building the app and serving it

@@ -64,6 +64,7 @@ def encode(frame: Frame) -> bytes:
             "max_concurrency": frame.max_concurrency,
             "instance_id": frame.instance_id,
             "hostname": frame.hostname,
+            "slot": frame.slot,
         }
     else:
         obj = {"type": kind}
@@ -165,6 +166,7 @@ def _hello(obj: _Obj, limits: Limits) -> Hello:
         max_concurrency=_int(obj, "max_concurrency", 1, 10_000),
         instance_id=_str(obj, "instance_id", limits.max_name_length, default=""),
         hostname=_str(obj, "hostname", limits.max_id_length, default=""),
+        slot=_int(obj, "slot", 0, 15, default=0),
     )
 
 
@@ -174,6 +176,7 @@ def _welcome(obj: _Obj, limits: Limits) -> Welcome:
         relay_version=_str(obj, "relay_version", limits.max_name_length),
         time_ms=_int(obj, "time_ms", 0, 2**53),
         max_frame_bytes=_int(obj, "max_frame_bytes", 1024, 2**31),
+        replica=_str(obj, "replica", limits.max_name_length, default=""),
     )
 
 

@@ -31,7 +31,12 @@ JSONValue: TypeAlias = Any
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Agent → relay, first frame: identity and capabilities of this agent process."""
+    """Agent → relay, first frame: identity and capabilities of this agent process.
+
+    ``slot`` numbers the agent process's connections (0 for the first; an agent may keep
+    several, to different replicas). A new connection with the same ``instance_id`` and
+    ``slot`` as an older one replaces it: the old one is dead even if no replica noticed yet.
+    """
 
     agent_version: str
     connector: str
@@ -40,16 +45,23 @@ class Hello:
     erp: str = ""
     instance_id: str = ""
     hostname: str = ""
+    slot: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Relay → agent: the session is open. ``time_ms`` lets the agent estimate clock skew."""
+    """Relay → agent: the session is open. ``time_ms`` lets the agent estimate clock skew.
+
+    ``replica`` names the relay process that holds this connection, so that an agent keeping
+    two connections can tell whether the load balancer put both on the same replica (empty
+    from a relay that does not say).
+    """
 
     session_id: str
     relay_version: str
     time_ms: int
     max_frame_bytes: int
+    replica: str = ""
 
 
 @dataclass(frozen=True, slots=True)

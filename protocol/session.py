@@ -76,7 +76,7 @@ class RelaySession:
             return frame
         raise UnexpectedFrame(f"an agent may not send {type(frame).__name__.lower()} now")
 
-    def welcome(self, session_id: str, relay_version: str, now_ms: int) -> bytes:
+    def welcome(self, session_id: str, relay_version: str, now_ms: int, replica: str = "") -> bytes:
         if self.state is not State.HANDSHAKE or self.hello is None:
             raise RuntimeError("welcome is sent once, after hello")
         self.state = State.OPEN
@@ -86,6 +86,7 @@ class RelaySession:
                 relay_version=relay_version,
                 time_ms=now_ms,
                 max_frame_bytes=self._limits.max_frame_bytes,
+                replica=replica,
             )
         )
 

@@ -11,7 +11,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from importlib.metadata import version
 
 from fastapi import FastAPI
@@ -29,6 +28,8 @@ from relay.api.agent_socket import agent_socket
 from relay.api.calls import handle_call, parse_call_path
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
+from relay.cluster.membership import Membership, SoloMembership, default_replica_id
+from relay.cluster.node import ClusterNode, wait_until_ready
 from relay.hub import Hub
 from relay.idempotency import STALE_MARGIN_S, Idempotency, IdempotencyPurger
 from relay.jobs import JobService
@@ -84,68 +85,8 @@ class RelayApp:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: RelaySettings | None = None, store: Store | None = None) -> RelayApp:
-    settings = settings or RelaySettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        started_at = datetime.now(UTC)
-        own_store = store is None
-        the_store = store if store is not None else await Store.open(settings.database_url)
-        calllog = CallLog(the_store)
-        idempotency = Idempotency(
-            IdempotencyRepository(the_store.engine),
-            retention_s=settings.idempotency_retention_s,
-            stale_after_s=settings.max_timeout_s + STALE_MARGIN_S,
-        )
-        purger = IdempotencyPurger(idempotency, settings.idempotency_purge_interval_s)
-        await idempotency.recover(started_at)
-        state = RelayState(
-            settings=settings,
-            store=the_store,
-            hub=Hub(),
-            keys=ApiKeyCache(the_store, settings.auth_cache_ttl_s),
-            calllog=calllog,
-            idempotency=idempotency,
-            version=relay_version(),
-        )
-        app.state.relay = state
-        state.jobs = job_service = JobService(
-            JobStore(the_store.engine), state.hub, settings, version=state.version
-        )
-        await calllog.start()
-        await job_service.start()
-        await purger.start()
-        # Everything built so far lives as long as the process: keep it out of the cyclic
-        # collector's full passes, which otherwise pause every call (docs/performance.md).
-        gc.collect()
-        gc.freeze()
-        try:
-            yield
-        finally:
-            await job_service.stop()
-            await purger.stop()
-            await calllog.stop()
-            if own_store:
-                await the_store.close()
-
-    app = FastAPI(
-        title="ERP Relay",
-        version=relay_version(),
-        description=(
-            "Call on-premises ERP systems (Subiekt GT, Optima, ERP XL, enova365, Symfonia, "
-            "SAP Business One) from the cloud in near real time. Errors are RFC 9457 problem "
-            "documents with a stable `code`."
-        ),
-        lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url=None,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-    )
-    app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
-    app.include_router(health.router)
-    app.include_router(agents.router)
-    app.include_router(jobs_api.router)
+def _answer_errors_as_problems(app: FastAPI) -> None:
+    """Every error FastAPI or Starlette raises becomes problem+json with a stable code."""
 
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
@@ -171,5 +112,100 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(Exception, on_crash)
+
+
+def _wake_jobs(app: FastAPI, agent: str) -> None:
+    """Another replica accepted a job for an agent: deliver it if the agent is held here."""
+    state: RelayState = app.state.relay
+    if state.jobs is not None and state.hub.is_online(agent):
+        state.jobs.agent_connected(agent)
+
+
+def create_app(settings: RelaySettings | None = None, store: Store | None = None) -> RelayApp:
+    settings = settings or RelaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        the_store = store if store is not None else await Store.open(settings.database_url)
+        calllog = CallLog(the_store)
+        hub = Hub()
+        replica_id = settings.replica_id or default_replica_id()
+        cluster: ClusterNode | None = None
+        if settings.redis_url is not None:
+            cluster = ClusterNode(settings, hub, replica_id, on_job=lambda a: _wake_jobs(app, a))
+        membership: Membership = cluster or SoloMembership(replica_id)
+        idempotency = Idempotency(
+            IdempotencyRepository(the_store.engine),
+            retention_s=settings.idempotency_retention_s,
+            stale_after_s=settings.max_timeout_s + STALE_MARGIN_S,
+            owner=replica_id,
+        )
+        purger = IdempotencyPurger(
+            idempotency, settings.idempotency_purge_interval_s, membership=membership
+        )
+        state = RelayState(
+            settings=settings,
+            store=the_store,
+            hub=hub,
+            keys=ApiKeyCache(the_store, settings.auth_cache_ttl_s),
+            calllog=calllog,
+            idempotency=idempotency,
+            version=relay_version(),
+            replica_id=replica_id,
+            cluster=cluster,
+        )
+        app.state.relay = state
+        state.jobs = job_service = JobService(
+            JobStore(the_store.engine),
+            hub,
+            settings,
+            version=state.version,
+            membership=membership,
+        )
+        if cluster is not None:
+            # Present in Redis before anything is claimed in the store, so that no other
+            # replica takes this one's first rows for orphans.
+            job_service.on_accepted = cluster.announce_job
+            await cluster.start()
+            if not await wait_until_ready(cluster, settings.presence_ttl_s):
+                log.warning("Redis unreachable at start-up: serving only this replica's agents")
+        await calllog.start()
+        await job_service.start()
+        await purger.start()
+        # Everything built so far lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise pause every call (docs/performance.md).
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            if cluster is not None:
+                await cluster.stop()
+            await job_service.stop()
+            await purger.stop()
+            await calllog.stop()
+            if own_store:
+                await the_store.close()
+
+    app = FastAPI(
+        title="ERP Relay",
+        version=relay_version(),
+        description=(
+            "Call on-premises ERP systems (Subiekt GT, Optima, ERP XL, enova365, Symfonia, "
+            "SAP Business One) from the cloud in near real time. Errors are RFC 9457 problem "
+            "documents with a stable `code`."
+        ),
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
+    app.include_router(health.router)
+    app.include_router(agents.router)
+    app.include_router(jobs_api.router)
+
+    _answer_errors_as_problems(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return RelayApp(app)

@@ -21,7 +21,12 @@ How a delivery ends (docs/guarantees.md, "Durable jobs"):
 
 Write operations carry the idempotency key ``job:<id>`` on every attempt, so a redelivery (after
 a lost link or a relay crash) is answered from the agent's journal instead of writing twice.
-At start-up, jobs left ``running`` by a relay that died go back to ``pending``.
+
+Several replicas may deliver from one database. A claim records this replica as the job's
+runner and refuses while the agent has a job running anywhere (`JobStore.claim`), so order
+per agent holds even when two replicas hold a connection to the same agent. At start and in
+every sweep, jobs whose runner is not among `Membership.live_replicas()` (a replica that died)
+go back to ``pending``, so they are delivered again within seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -38,8 +44,10 @@ import orjson
 from protocol.errors import ErrorCode, parse_error_code
 from protocol.frames import Result
 from protocol.operations import CATALOGUE
+from relay.cluster.membership import Membership, SoloMembership
 from relay.hub import AgentLink, Hub, LinkClosed
 from relay.settings import RelaySettings
+from relay.store import models
 from relay.store.jobs import (
     EXPIRED,
     FAILED,
@@ -111,7 +119,13 @@ def render_job(job: JobRecord) -> bytes:
 
 
 class JobService:
-    """Accepts, delivers, expires and cancels jobs; see the module docstring."""
+    """Accepts, delivers, expires and cancels jobs; see the module docstring.
+
+    `membership` says which replica this is (the runner recorded on the jobs it claims) and
+    which are alive; without one the relay is taken to run alone. `on_accepted`, when set, is
+    called with the agent's name after a job was accepted (committed), so that another replica
+    holding that agent's connection can be woken; this replica wakes its own worker anyway.
+    """
 
     def __init__(
         self,
@@ -121,10 +135,16 @@ class JobService:
         *,
         webhooks: WebhookSender | None = None,
         version: str = "",
+        membership: Membership | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.settings = settings
+        self.membership: Membership = membership or SoloMembership()
+        if len(self.membership.replica_id) > models.REPLICA_ID_MAX:
+            # Refused here rather than by the database on the first claim.
+            raise ValueError(f"a replica id is at most {models.REPLICA_ID_MAX} characters")
+        self.on_accepted: Callable[[str], None] | None = None
         key = settings.webhook_signing_key
         self.webhooks = webhooks or WebhookSender(
             store,
@@ -145,10 +165,13 @@ class JobService:
 
     # Life cycle
 
+    @property
+    def runner(self) -> str:
+        """This replica's id, recorded on the jobs it claims."""
+        return self.membership.replica_id
+
     async def start(self) -> None:
-        recovered = await self.store.recover_running()
-        if recovered:
-            log.warning("jobs left running by a previous relay are pending again: %d", recovered)
+        await self.recover_orphans()
         await self.webhooks.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="job-sweeper")
 
@@ -166,7 +189,8 @@ class JobService:
     # Hooks
 
     def agent_connected(self, agent: str) -> None:
-        """An agent of this name connected: deliver its pending jobs."""
+        """Deliver the agent's pending jobs: it connected here, or (through the cluster)
+        another replica accepted a job for it while this replica holds its connection."""
         self._kick(agent)
 
     async def accept(
@@ -190,6 +214,13 @@ class JobService:
             webhook_url=webhook_url,
         )
         self._kick(agent)
+        if self.on_accepted is not None:
+            try:
+                self.on_accepted(agent)
+            except Exception:
+                # The job is committed and the sweep delivers it anyway: failing the request
+                # now would only make the client submit it a second time.
+                log.exception("on_accepted hook failed", extra={"agent": agent})
         return job
 
     def _kick(self, agent: str) -> None:
@@ -216,7 +247,24 @@ class JobService:
                     await self._sweep_wake.wait()
             self._sweep_wake.clear()
 
+    async def recover_orphans(self) -> int:
+        """Jobs running on replicas that are gone go back to pending; none when the live
+        replicas cannot be told (a live replica's job must never be delivered twice at once)."""
+        live = await self.membership.live_replicas()
+        if live is None:
+            return 0
+        # This replica is alive whatever the shared view says: it is the one asking.
+        recovered = await self.store.recover_orphans(live | {self.runner})
+        if recovered:
+            log.warning("jobs left running by replicas that are gone are pending: %d", recovered)
+        return recovered
+
     async def sweep(self) -> None:
+        try:
+            await self.recover_orphans()
+        except Exception as exc:
+            # The rest of the sweep (expiry, waking workers) must not depend on it.
+            log.warning("job orphan recovery failed (%s)", type(exc).__name__)
         expired = await self.store.expire_due()
         if any(job.webhook_url for job in expired):
             self.webhooks.wake()
@@ -232,6 +280,7 @@ class JobService:
 
     async def _work(self, agent: str) -> None:
         wake = self._wakes.setdefault(agent, asyncio.Event())
+        refused: int | None = None
         try:
             while True:
                 wake.clear()
@@ -255,9 +304,16 @@ class JobService:
                     if wake.is_set():
                         continue
                     return  # offline: the connect hook or the sweep starts a worker again
-                claimed = await self.store.claim(job.id)
+                claimed = await self.store.claim(job.id, self.runner)
                 if claimed is not None:
+                    refused = None
                     await self._deliver(claimed, link)
+                elif refused == job.id:
+                    # Refused twice at the same head: another replica is delivering this
+                    # agent's jobs. Wait for a wake or the poll instead of asking in a loop.
+                    await self._wait(wake, self.settings.job_poll_interval_s)
+                else:
+                    refused = job.id  # maybe just taken or cancelled: look again at once
         finally:
             if self._workers.get(agent) is asyncio.current_task():
                 del self._workers[agent]
@@ -296,7 +352,7 @@ class JobService:
             )
             return
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.release(job.id))
+            await asyncio.shield(self.store.release(job.id, runner=self.runner))
             raise
         try:
             async with asyncio.timeout(timeout):
@@ -312,12 +368,14 @@ class JobService:
             return
         except asyncio.CancelledError:
             # Relay shutting down: leave the job pending (its idempotency key makes a rerun
-            # of a write safe); a crash instead is recovered at the next start.
+            # of a write safe); after a crash, a live replica (or the next start) recovers it.
             await link.cancel(call_id, "relay shutting down")
-            await asyncio.shield(self.store.release(job.id))
+            await asyncio.shield(self.store.release(job.id, runner=self.runner))
             raise
         if isinstance(frame, Result):
-            ended = await self.store.finish(job.id, SUCCEEDED, result=orjson.dumps(frame.value))
+            ended = await self.store.finish(
+                job.id, SUCCEEDED, result=orjson.dumps(frame.value), runner=self.runner
+            )
             await self._ended(ended)
             return
         code = parse_error_code(frame.code)
@@ -326,7 +384,11 @@ class JobService:
             return
         await self._ended(
             await self.store.finish(
-                job.id, FAILED, error_code=code.value, error_message=frame.message
+                job.id,
+                FAILED,
+                error_code=code.value,
+                error_message=frame.message,
+                runner=self.runner,
             )
         )
 
@@ -339,6 +401,7 @@ class JobService:
                     FAILED,
                     error_code=code,
                     error_message=f"{message} (gave up after {job.attempts} attempts)",
+                    runner=self.runner,
                 )
             )
             return
@@ -346,7 +409,11 @@ class JobService:
             self.store.now() + dt.timedelta(seconds=retry_delay_s(job.attempts)) if delay else None
         )
         await self.store.release(
-            job.id, not_before=not_before, error_code=code, error_message=message
+            job.id,
+            not_before=not_before,
+            error_code=code,
+            error_message=message,
+            runner=self.runner,
         )
 
     async def _ended(self, job: JobRecord | None) -> None:

@@ -55,9 +55,13 @@ def _has_uvloop() -> bool:
 
 
 class RelayServer(uvicorn.Server):
-    """A uvicorn server that drains agents before closing connections."""
+    """A uvicorn server that stops listening, then drains agents, then closes connections."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # New connections (agents and callers) go to other replicas from now on; the load
+        # balancer retries a refused connection elsewhere, which is safe for any request.
+        for server in self.servers:
+            server.close()
         app = self.config.app
         if isinstance(app, RelayApp) and hasattr(app.app.state, "relay"):
             await drain(app.state)
@@ -65,16 +69,33 @@ class RelayServer(uvicorn.Server):
 
 
 async def drain(state: RelayState) -> None:
+    """Move every agent to another replica and wait for the calls still running here.
+
+    A link that was sent goaway takes no new call (the agent stops reading new ones while it
+    finishes the running ones); calls arriving meanwhile wait briefly for the agent to show
+    up at another replica (`relay.api.calls`) instead of failing.
+    """
     state.draining = True
     links = list(state.hub)
+    for link in links:
+        link.leaving = True
+        if state.cluster is not None:
+            state.cluster.agent_disconnected(link)
     for link in links:
         try:
             await link.send(link.session.goaway("relay shutting down"))
         except Exception:  # noqa: S112 - a dead link has nothing to drain
             continue
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + state.settings.shutdown_grace_s
     in_flight = [future for link in links for future in link.waiters.values()]
     if in_flight:
         await asyncio.wait(in_flight, timeout=state.settings.shutdown_grace_s)
+    # Agents close their connection once their calls are answered. Waiting for that lets
+    # them end it cleanly, instead of uvicorn closing sockets that are mid close handshake.
+    while any(not link.closed for link in links) and loop.time() < give_up:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)  # a few polls at shutdown; links have no close event
+    await asyncio.sleep(0.1)
     log.info("drained", extra={"agents": len(links)})
 
 

@@ -56,4 +56,17 @@ class RelaySettings(BaseSettings):
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_retry_for_s: float = Field(24 * 3600.0, gt=0)
 
+    # Several replicas (relay/cluster/, docs/deployment.md). Unset: one replica, no Redis.
+    redis_url: SecretStr | None = None
+    """Redis that replicas share for agent presence and forwarded calls, e.g.
+    ``redis://redis:6379/0``. A secret: it may carry a password."""
+    redis_prefix: str = Field("erp-relay", min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
+    """Prefix of every Redis key and channel, so several relay clusters can share one Redis."""
+    replica_id: str = Field("", max_length=64, pattern=r"^[\w.-]*$")
+    """This replica's name in presence and logs; empty: host name, process id and a random
+    suffix (unique per start, so a restarted replica never inherits a dead one's calls)."""
+    presence_ttl_s: float = Field(6.0, gt=0)
+    """A replica that stops refreshing its presence is considered dead after this long."""
+    presence_refresh_s: float = Field(2.0, gt=0)
+
     log_level: str = "info"

@@ -8,6 +8,7 @@ from starlette.requests import HTTPConnection
 
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
+from relay.cluster.node import ClusterNode
 from relay.hub import Hub
 from relay.idempotency import Idempotency
 from relay.jobs import JobService
@@ -24,6 +25,9 @@ class RelayState:
     calllog: CallLog
     idempotency: Idempotency
     version: str
+    replica_id: str = ""
+    cluster: ClusterNode | None = None
+    """Routing across replicas; None when this relay runs alone (no ``redis_url``)."""
     draining: bool = field(default=False)
     jobs: JobService | None = field(default=None)
 

@@ -55,6 +55,8 @@ async def agent_socket(websocket: WebSocket) -> None:
         return
     reason = "agent disconnected"
     state.hub.add(link)
+    if state.cluster is not None:
+        state.cluster.agent_connected(link)
     if state.jobs is not None:
         state.jobs.agent_connected(link.agent)
     log.info(
@@ -76,6 +78,8 @@ async def agent_socket(websocket: WebSocket) -> None:
     finally:
         link.close(f"connection closed: {reason}")
         state.hub.remove(link)
+        if state.cluster is not None:
+            state.cluster.agent_disconnected(link)
         log.info(
             "agent disconnected",
             extra={"agent": link.agent, "session": link.session_id, "reason": reason},
@@ -139,6 +143,9 @@ async def _handshake(
     async def send_bytes(data: bytes) -> None:
         await raw_send({"type": "websocket.send", "bytes": data})
 
+    async def close_socket(code: int, reason: str) -> None:
+        await raw_send({"type": "websocket.close", "code": code, "reason": close_reason(reason)})
+
     link = AgentLink(
         agent=identity.agent_name,
         session_id=secrets.token_hex(8),
@@ -146,8 +153,12 @@ async def _handshake(
         hello=hello,
         send=send_bytes,
         remote=remote,
+        close_socket=close_socket,
     )
-    await send_bytes(session.welcome(link.session_id, state.version, int(time.time() * 1000)))
+    welcome = session.welcome(
+        link.session_id, state.version, int(time.time() * 1000), replica=state.replica_id
+    )
+    await send_bytes(welcome)
     return link
 
 

@@ -36,7 +36,8 @@ from protocol.errors import ErrorCode, parse_error_code
 from protocol.frames import Error, Result
 from protocol.operations import Operation
 from relay.api.admission import authorize, read_arguments, validate_arguments
-from relay.hub import AgentLink, CallerGone, CallTimedOut, LinkClosed
+from relay.cluster.bus import NotDelivered, RemoteLink
+from relay.hub import CallerGone, CallTarget, CallTimedOut, LinkClosed
 from relay.idempotency import REPLAYED_HEADER, agent_key
 from relay.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
 from relay.state import RelayState
@@ -47,6 +48,11 @@ log = logging.getLogger("relay.calls")
 
 _MAX_HEADER_ID = 255
 STATUS_OPERATION = "operations.status"
+MAX_ATTEMPTS = 3
+"""Connections tried per call: the first, and up to two more when it was not delivered (or, for
+a read, lost before the answer)."""
+MOVE_WAIT_S = 5.0
+MOVE_POLL_S = 0.05
 WATCH_CALLER_AFTER_S = 0.02
 """Most calls are answered sooner than this; only slower ones pay for a task that notices a
 caller who hangs up (and then cancels the call at the agent)."""
@@ -187,18 +193,9 @@ async def _call(
     caller_key: str | None = None
     if operation_name == STATUS_OPERATION:
         caller_key, body = _scope_status_key(key.public_id, body)
-
-    link = state.hub.pick(agent, operation_name)
-    if link is None:
-        link = await _explain_no_link(state, agent, operation_name)
-    deadline_ms = int((time.time() + timeout) * 1000)
-    try:
-        call_id, future = await link.start_call(
-            operation_name, orjson.Fragment(body), deadline_ms, idempotency_key, request_id
-        )
-    except LinkClosed:
-        raise _offline(agent) from None
-    frame = await _wait(link, call_id, future, timeout, receive, operation)
+    frame = await _forward(
+        state, receive, agent, operation, body, idempotency_key, request_id, timeout, _Delivery()
+    )
     timing = _timing(frame, started)
     if isinstance(frame, Result):
         value = frame.value
@@ -207,6 +204,81 @@ async def _call(
         await _send(send, 200, orjson.dumps(value), request_id, timing)
         return 200
     raise _agent_problem(frame, timing)
+
+
+class _Delivery:
+    """Whether a call may have reached an agent: until it may, a failed write was never
+    started and its Idempotency-Key is released instead of left with an unknown outcome."""
+
+    __slots__ = ("maybe",)
+
+    def __init__(self) -> None:
+        self.maybe = False
+
+
+async def _forward(
+    state: RelayState,
+    receive: Receive,
+    agent: str,
+    operation: Operation,
+    body: bytes,
+    idempotency_key: str | None,
+    request_id: str,
+    timeout_s: float,
+    delivery: _Delivery,
+) -> Result | Error:
+    """Send the call to a connection of the agent, here or at another replica, and wait.
+
+    A call that never reached an agent (`NotDelivered`: the replica holding the connection died
+    or lost it meanwhile) is tried on another connection, writes included. A read also fails
+    over when its connection is lost before the answer: repeating a read costs nothing. A write
+    never does; its outcome is unknown and the caller retries with the same key.
+    """
+    deadline = time.monotonic() + timeout_s
+    deadline_ms = int((time.time() + timeout_s) * 1000)
+    tried: set[str] = set()
+    moving = False
+    for attempt in range(MAX_ATTEMPTS):
+        last = attempt == MAX_ATTEMPTS - 1
+        target = await _target(state, agent, operation.name, frozenset(tried), moving, deadline)
+        if isinstance(target, RemoteLink):
+            tried.add(target.replica)
+        try:
+            call_id, future = await target.start_call(
+                operation.name, orjson.Fragment(body), deadline_ms, idempotency_key, request_id
+            )
+        except NotDelivered as exc:
+            moving = exc.moving
+            if last:
+                raise _offline(agent) from None
+            continue
+        except LinkClosed:
+            delivery.maybe = True  # a local send that failed half-way
+            if operation.writes or last:
+                raise _offline(agent) from None
+            continue
+        delivery.maybe = delivery.maybe or not isinstance(target, RemoteLink)
+        remaining = max(deadline - time.monotonic(), 0.001)
+        failover = not operation.writes and not last
+        try:
+            return await _wait(target, call_id, future, remaining, receive, operation, failover)
+        except NotDelivered as exc:
+            moving = exc.moving
+            if last:
+                raise _offline(agent) from None
+        except LinkClosed:  # only when `failover`: a read on a lost connection
+            continue
+        finally:
+            if isinstance(target, RemoteLink):
+                delivery.maybe = delivery.maybe or _reached(future)
+    raise _offline(agent)
+
+
+def _reached(future: asyncio.Future[Result | Error]) -> bool:
+    """Whether a forwarded call may have reached the agent (anything but "not delivered")."""
+    if not future.done() or future.cancelled():
+        return True
+    return not isinstance(future.exception(), NotDelivered)
 
 
 def _scope_status_key(api_key_public_id: str, body: bytes) -> tuple[str, bytes]:
@@ -303,27 +375,21 @@ async def _write(
         )
         return record.status
 
-    forwarded = False
+    delivery = _Delivery()
     try:
-        link = state.hub.pick(agent, operation.name)
-        if link is None:
-            link = await _explain_no_link(state, agent, operation.name)
-        deadline_ms = int((time.time() + timeout_s) * 1000)
-        # From here the frame may reach the agent: any failure leaves the outcome unknown.
-        forwarded = True
-        try:
-            call_id, future = await link.start_call(
-                operation.name,
-                orjson.Fragment(body),
-                deadline_ms,
-                agent_key(key.public_id, idempotency_key),
-                request_id,
-            )
-        except LinkClosed:
-            raise _offline(agent) from None
-        frame = await _wait(link, call_id, future, timeout_s, receive, operation)
+        frame = await _forward(
+            state,
+            receive,
+            agent,
+            operation,
+            body,
+            agent_key(key.public_id, idempotency_key),
+            request_id,
+            timeout_s,
+            delivery,
+        )
     except BaseException:
-        await _settle(service.unknown(ticket) if forwarded else service.release(ticket))
+        await _settle(service.unknown(ticket) if delivery.maybe else service.release(ticket))
         raise
     timing = _timing(frame, started)
     if isinstance(frame, Result):
@@ -359,14 +425,18 @@ async def _settle(update: Coroutine[Any, Any, None]) -> None:
 
 
 async def _wait(
-    link: AgentLink,
+    link: CallTarget,
     call_id: int,
     future: asyncio.Future[Result | Error],
     timeout_s: float,
     receive: Receive,
     operation: Operation,
+    failover: bool,
 ) -> Result | Error:
-    """Wait for the answer, the deadline, or the caller hanging up, whichever comes first."""
+    """Wait for the answer, the deadline, or the caller hanging up, whichever comes first.
+
+    A lost connection is raised as is (`LinkClosed`) when the caller may `failover`, and when
+    the call was not delivered at all (`NotDelivered`)."""
     loop = asyncio.get_running_loop()
     watcher: asyncio.Task[None] | None = None
 
@@ -401,7 +471,9 @@ async def _wait(
     except CallerGone:
         await link.cancel(call_id, "caller disconnected")
         raise Problem(ErrorCode.CANCELLED, "the caller disconnected") from None
-    except LinkClosed:
+    except LinkClosed as exc:
+        if failover or isinstance(exc, NotDelivered):
+            raise
         raise Problem(
             ErrorCode.AGENT_OFFLINE,
             "the agent connection was lost while the call was running",
@@ -428,13 +500,44 @@ def _offline(agent: str) -> Problem:
     )
 
 
-async def _explain_no_link(state: RelayState, agent: str, operation: str) -> AgentLink:
-    """Raise the problem that says why no connection can take this call."""
+async def _target(
+    state: RelayState,
+    agent: str,
+    operation: str,
+    tried: frozenset[str],
+    moving: bool,
+    deadline: float,
+) -> CallTarget:
+    """A connection that can take the call: one here (fewest in flight), else one at another
+    replica not `tried` yet; or the problem that says why there is none.
+
+    An agent `moving` to another replica (its replica is shutting down and sent it goaway)
+    reconnects within moments: the call waits for it, up to `MOVE_WAIT_S` and its deadline,
+    so that a rolling deploy costs callers a little latency instead of 503s.
+    """
+    link = state.hub.pick(agent, operation)
+    if link is not None:
+        return link
     if state.hub.is_online(agent):
         raise Problem(
             ErrorCode.OPERATION_NOT_SUPPORTED,
             f"the ERP connector of agent {agent!r} does not support {operation}",
         )
+    cluster = state.cluster
+    if cluster is not None:
+        remote, moved_elsewhere = await cluster.route(agent, tried)
+        if remote is not None:
+            return remote
+        if moving or moved_elsewhere or state.hub.is_moving(agent):
+            give_up = min(time.monotonic() + MOVE_WAIT_S, deadline)
+            while time.monotonic() < give_up:
+                await asyncio.sleep(MOVE_POLL_S)
+                link = state.hub.pick(agent, operation)
+                if link is not None:
+                    return link
+                remote, _ = await cluster.route(agent, tried)
+                if remote is not None:
+                    return remote
     record = await state.store.get_agent(agent)
     if record is None or record.revoked:
         raise Problem(ErrorCode.AGENT_NOT_FOUND, f"no agent named {agent[:64]!r}")

@@ -17,10 +17,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The relay can serve: its store answers and it is not draining")
+@router.get(
+    "/readyz",
+    summary="The relay can serve: its store answers and it is not draining",
+    description="503 while draining or when the store does not answer. With several replicas, "
+    "Redis unreachable is `degraded` (still 200): the replica keeps serving the agents it "
+    "holds itself, and calls for agents held elsewhere answer 503 agent_offline.",
+)
 async def readyz(state: Annotated[RelayState, Depends(relay_state)]) -> JSONResponse:
     checks: dict[str, str] = {}
     ready = True
+    degraded = False
+    if state.cluster is not None:
+        checks["redis"] = "ok" if state.cluster.healthy else "unreachable"
+        degraded = not state.cluster.healthy
     try:
         await state.store.ping()
         checks["store"] = "ok"
@@ -30,9 +40,11 @@ async def readyz(state: Annotated[RelayState, Depends(relay_state)]) -> JSONResp
     if state.draining:
         checks["draining"] = "yes"
         ready = False
+    status = "not ready" if not ready else "degraded" if degraded else "ready"
     return JSONResponse(
         {
-            "status": "ready" if ready else "not ready",
+            "status": status,
+            "replica": state.replica_id,
             "checks": checks,
             "agents_connected": len(state.hub),
         },

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from protocol.frames import Error, Hello, JSONValue, Result
 from protocol.session import RelaySession
 
 SendBytes = Callable[[bytes], Awaitable[None]]
+CloseSocket = Callable[[int, str], Coroutine[Any, Any, None]]
+
+_closing: set[asyncio.Task[None]] = set()
+"""Sockets being closed from the relay's side (a strong reference until they are)."""
 
 
 class LinkClosed(Exception):
@@ -30,8 +34,26 @@ class CallerGone(Exception):
     """The HTTP caller disconnected before the answer came."""
 
 
+class CallTarget(Protocol):
+    """Where a call can be sent: a connection here (`AgentLink`) or at another replica
+    (`relay.cluster.bus.RemoteLink`). ``start_call`` raises `LinkClosed` when the call could
+    not be sent."""
+
+    async def start_call(
+        self,
+        operation: str,
+        args: JSONValue,
+        deadline_ms: int,
+        idempotency_key: str | None,
+        request_id: str | None,
+    ) -> tuple[int, asyncio.Future[Result | Error]]: ...
+
+    async def cancel(self, call_id: int, reason: str) -> None: ...
+
+
 class AgentLink:
     __slots__ = (
+        "_close_socket",
         "_send",
         "agent",
         "calls",
@@ -39,6 +61,7 @@ class AgentLink:
         "connected_at",
         "errors",
         "hello",
+        "leaving",
         "remote",
         "session",
         "session_id",
@@ -54,8 +77,10 @@ class AgentLink:
         hello: Hello,
         send: SendBytes,
         remote: str,
+        close_socket: CloseSocket | None = None,
     ) -> None:
         self.agent = agent
+        self._close_socket = close_socket
         self.session_id = session_id
         self.session = session
         self.hello = hello
@@ -64,8 +89,14 @@ class AgentLink:
         self.connected_at = time.time()
         self.waiters: dict[int, asyncio.Future[Result | Error]] = {}
         self.closed = False
+        self.leaving = False
+        """Sent goaway: it finishes its calls but takes no new ones (the agent is moving)."""
         self.calls = 0
         self.errors = 0
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.leaving
 
     @property
     def in_flight(self) -> int:
@@ -93,6 +124,9 @@ class AgentLink:
             await self._send(data)
         except Exception as exc:
             self.waiters.pop(call_id, None)
+            # A socket that cannot send is going away: no further call may pick it while its
+            # reader has not noticed yet (the next attempt goes to another connection).
+            self.close(f"could not send a call: {exc}")
             raise LinkClosed(f"could not send the call: {exc}") from exc
         return call_id, future
 
@@ -122,6 +156,14 @@ class AgentLink:
             if not future.done():
                 future.set_exception(LinkClosed(reason))
 
+    def drop(self, code: int, reason: str) -> None:
+        """End the connection from the relay's side (a newer one replaced it)."""
+        self.close(reason)
+        if self._close_socket is not None:
+            task = asyncio.get_running_loop().create_task(self._close_socket(code, reason))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
     def describe(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
@@ -130,6 +172,7 @@ class AgentLink:
             "erp": self.hello.erp,
             "hostname": self.hello.hostname,
             "instance_id": self.hello.instance_id,
+            "slot": self.hello.slot,
             "remote_address": self.remote,
             "connected_since": self.connected_at,
             "max_concurrency": self.hello.max_concurrency,

@@ -15,6 +15,7 @@ command.revision(alembic_config('sqlite:///dev.sqlite'), 'what changed', autogen
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from relay.store.errors import SchemaNotCurrent
+
+log = logging.getLogger("relay.store")
 
 DEFAULT_DATABASE_URL = "sqlite:///./erp-relay.sqlite"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -180,13 +184,33 @@ async def current_revision(connection: AsyncConnection) -> str | None:
 
 
 async def check_schema(engine: AsyncEngine) -> None:
-    """Raise `SchemaNotCurrent` unless the database is at the newest migration.
+    """Raise `SchemaNotCurrent` unless the database is at the newest migration this code knows,
+    or at a newer one.
 
     The relay checks this at startup instead of migrating by itself: with several replicas,
-    migrations are a deliberate deploy step, not a race between processes.
+    migrations are a deliberate deploy step, not a race between processes. A revision this
+    code does not know was made by a newer release: migrations only ever add (columns are
+    dropped a release after nothing reads them, docs/deployment.md), so an old replica that
+    restarts in the middle of a rolling deploy keeps working on the newer schema.
     """
     async with engine.connect() as connection:
         current = await current_revision(connection)
     head = head_revision()
-    if current != head:
-        raise SchemaNotCurrent(current, head)
+    if current == head:
+        return
+    if current is not None and not _known_revision(current):
+        log.warning(
+            "database schema is at %s, newer than this relay's %s: running on it (migrations "
+            "are additive); upgrade this replica",
+            current,
+            head,
+        )
+        return
+    raise SchemaNotCurrent(current, head)
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False

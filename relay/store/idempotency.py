@@ -6,6 +6,11 @@ compare-and-set ``UPDATE`` (on the state and ``updated_at`` the caller saw) deci
 takes over a row whose outcome is unknown, whose owner died (stale ``in_progress``) or which
 has expired. Exactly one caller gets `Claim.STARTED` or `Claim.RESUMED`; the others see the row.
 
+Every claim records its ``owner``, the replica forwarding the call. With several replicas on
+one database that is how a row left ``in_progress`` by a dead replica is told apart from one a
+live replica is still forwarding (`abandon_orphans`), and how a replica whose row was taken
+over in the meantime is kept from settling or deleting the new owner's claim.
+
 Rows keep no request body: only a fingerprint and, for a definite outcome, the response to
 replay (status, content type, body).
 """
@@ -62,6 +67,7 @@ class IdempotencyRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     expires_at: dt.datetime
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ _COLUMNS = (
     _table.c.created_at,
     _table.c.updated_at,
     _table.c.expires_at,
+    _table.c.owner,
 )
 
 _MAX_ATTEMPTS = 5
@@ -108,6 +115,7 @@ def _record(row: Any) -> IdempotencyRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         expires_at=row.expires_at,
+        owner=row.owner,
     )
 
 
@@ -128,12 +136,13 @@ class IdempotencyRepository:
         now: dt.datetime,
         expires_at: dt.datetime,
         stale_before: dt.datetime,
+        owner: str,
     ) -> BeginResult:
         """Claim `key` for this request, or say why not (see `Claim`).
 
         An ``in_progress`` row last touched before `stale_before` belongs to a relay that died
         mid-call: it is taken over like an ``unknown`` one. A row past its `expires_at` is
-        replaced as if absent.
+        replaced as if absent. An owned claim records `owner` (this replica).
         """
         values = {
             "api_key_id": api_key_id,
@@ -148,6 +157,7 @@ class IdempotencyRepository:
             "created_at": now,
             "updated_at": now,
             "expires_at": expires_at,
+            "owner": owner,
         }
         for _ in range(_MAX_ATTEMPTS):
             async with self._engine.begin() as connection:
@@ -179,6 +189,7 @@ class IdempotencyRepository:
                     "state": IdempotencyState.IN_PROGRESS.value,
                     "updated_at": now,
                     "expires_at": max(record.expires_at, expires_at),
+                    "owner": owner,
                 }
                 if await self._swap(connection, row, takeover):
                     return BeginResult(Claim.RESUMED)
@@ -226,11 +237,14 @@ class IdempotencyRepository:
         response: bytes,
         now: dt.datetime,
         expires_at: dt.datetime,
+        owner: str | None = None,
     ) -> bool:
-        """Record a definite outcome of an owned row; False if the row is no longer in progress."""
+        """Record a definite outcome of an owned row; False if the row is no longer in progress
+        (or, with `owner`, no longer claimed by that replica)."""
         return await self._settle(
             api_key_id,
             key,
+            owner,
             {
                 "state": IdempotencyState.DONE.value,
                 "status": status,
@@ -242,12 +256,19 @@ class IdempotencyRepository:
         )
 
     async def mark_unknown(
-        self, api_key_id: str, key: str, *, now: dt.datetime, expires_at: dt.datetime
+        self,
+        api_key_id: str,
+        key: str,
+        *,
+        now: dt.datetime,
+        expires_at: dt.datetime,
+        owner: str | None = None,
     ) -> bool:
         """Record that the call was sent but its outcome is unknown; nothing to replay."""
         return await self._settle(
             api_key_id,
             key,
+            owner,
             {
                 "state": IdempotencyState.UNKNOWN.value,
                 "status": None,
@@ -258,46 +279,57 @@ class IdempotencyRepository:
             },
         )
 
-    async def _settle(self, api_key_id: str, key: str, values: dict[str, Any]) -> bool:
+    @staticmethod
+    def _claimed(api_key_id: str, key: str, owner: str | None) -> sa.ColumnElement[bool]:
+        """The row, if still ``in_progress`` (and still claimed by `owner`, when given).
+
+        A replica that was taken for dead may still be forwarding a call whose row another
+        replica has marked unknown and a retry has claimed since; with its `owner` it cannot
+        settle or delete that newer claim.
+        """
+        condition = sa.and_(
+            _table.c.api_key_id == api_key_id,
+            _table.c.key == key,
+            _table.c.state == IdempotencyState.IN_PROGRESS.value,
+        )
+        if owner is not None:
+            condition = sa.and_(condition, _table.c.owner == owner)
+        return condition
+
+    async def _settle(
+        self, api_key_id: str, key: str, owner: str | None, values: dict[str, Any]
+    ) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(
-                _table.update()
-                .where(
-                    _table.c.api_key_id == api_key_id,
-                    _table.c.key == key,
-                    _table.c.state == IdempotencyState.IN_PROGRESS.value,
-                )
-                .values(**values)
+                _table.update().where(self._claimed(api_key_id, key, owner)).values(**values)
             )
         return result.rowcount == 1
 
-    async def release(self, api_key_id: str, key: str) -> bool:
+    async def release(self, api_key_id: str, key: str, *, owner: str | None = None) -> bool:
         """Delete an owned ``in_progress`` row whose call never reached the agent."""
         async with self._engine.begin() as connection:
             result = await connection.execute(
-                _table.delete().where(
-                    _table.c.api_key_id == api_key_id,
-                    _table.c.key == key,
-                    _table.c.state == IdempotencyState.IN_PROGRESS.value,
-                )
+                _table.delete().where(self._claimed(api_key_id, key, owner))
             )
         return result.rowcount == 1
 
-    async def abandon_in_progress(self, before: dt.datetime, now: dt.datetime) -> int:
-        """Mark ``unknown`` every ``in_progress`` row last touched before `before`.
+    async def abandon_orphans(self, live: frozenset[str], now: dt.datetime) -> int:
+        """Mark ``unknown`` every ``in_progress`` row whose owner is not in `live`.
 
-        Called when a relay starts: such a row was left by a relay process that died with the
-        call in flight, so nobody will ever settle it. Marked unknown, a retry with the same key
-        is forwarded again at once (the agent's journal makes that safe) instead of answering
-        409 until the row goes stale.
+        Nobody will ever settle such a row: its replica died with the call in flight (or it
+        was claimed by a relay older than the ``owner`` column). Marked unknown, a retry with
+        the same key is forwarded again at once (the agent's journal makes that safe) instead
+        of answering 409 until the row goes stale.
         """
+        orphaned = (
+            sa.or_(_table.c.owner.is_(None), _table.c.owner.not_in(sorted(live)))
+            if live
+            else sa.true()
+        )
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 _table.update()
-                .where(
-                    _table.c.state == IdempotencyState.IN_PROGRESS.value,
-                    _table.c.updated_at < before,
-                )
+                .where(_table.c.state == IdempotencyState.IN_PROGRESS.value, orphaned)
                 .values(state=IdempotencyState.UNKNOWN.value, updated_at=now)
             )
         return int(result.rowcount)

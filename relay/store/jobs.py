@@ -4,6 +4,12 @@ Every state change is one conditional UPDATE (``WHERE state = 'pending'`` and so
 and a cancel racing for the same job cannot both win, on SQLite or PostgreSQL. A job that ends
 (succeeded, failed, expired) loses its arguments in the same statement, and gets its webhook
 delivery row in the same transaction, so a webhook is never lost between the two.
+
+Several relay replicas may share the database and each may deliver jobs. A claim records the
+replica (``runner``), so the jobs of a replica that died can be told from those a live one is
+running (`recover_orphans`), and a replica taken for dead cannot move a job it no longer holds.
+A claim also refuses while the agent has a job running or an older one pending, so each
+agent's jobs run one at a time and in order whichever replicas deliver them.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ EXPIRED = "expired"
 CANCELLED = "cancelled"
 JOB_STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, EXPIRED, CANCELLED)
 FINAL_STATES = frozenset({SUCCEEDED, FAILED, EXPIRED, CANCELLED})
+
+CLAIM_LOCK_CLASS = 0x4A4F4253
+"""First key of the PostgreSQL advisory lock that serialises the claims of one agent (the
+second is the hash of its name): an application-chosen class ("JOBS"), so the lock cannot be
+confused with another use of advisory locks in the same database."""
 
 DELIVERY_PENDING = "pending"
 DELIVERY_DELIVERED = "delivered"
@@ -64,6 +75,7 @@ class JobRecord:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     webhook_url: str | None
+    runner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +128,7 @@ def _job(row: Any) -> JobRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         webhook_url=row.webhook_url,
+        runner=row.runner,
     )
 
 
@@ -227,18 +240,69 @@ class JobStore:
             row = (await connection.execute(query)).one_or_none()
         return None if row is None else _job(row)
 
-    async def claim(self, job_id: int) -> JobRecord | None:
-        """pending → running (attempts + 1); None if the job was no longer pending."""
+    async def claim(self, job_id: int, runner: str) -> JobRecord | None:
+        """pending → running by `runner` (attempts + 1).
+
+        None if the job is no longer pending or has expired, and also while another job of the
+        same agent is running or an older one is pending (waiting for a retry, say): two
+        replicas may both hold a connection to the agent and run a worker for it, and only the
+        job at the head of the queue, with nothing of that agent in flight, may start.
+
+        On PostgreSQL the claims of one agent are serialised by a transaction-scoped advisory
+        lock taken before the check, so two claims can never both see the agent idle (each
+        statement after the lock sees what the previous holder committed). On SQLite the one
+        conditional UPDATE is atomic: its read happens under the database's write lock.
+        """
         now = self._clock()
         async with self._engine.begin() as connection:
+            agent = (
+                await connection.execute(sa.select(_J.c.agent_name).where(_J.c.id == job_id))
+            ).scalar_one_or_none()
+            if agent is None:
+                return None
+            if connection.dialect.name == "postgresql":
+                await connection.execute(
+                    sa.select(
+                        sa.func.pg_advisory_xact_lock(CLAIM_LOCK_CLASS, sa.func.hashtext(agent))
+                    )
+                )
+            other = _J.alias("other")
+            blocking = (
+                sa.select(other.c.id)
+                .where(
+                    other.c.agent_name == agent,
+                    sa.or_(
+                        other.c.state == RUNNING,
+                        sa.and_(other.c.state == PENDING, other.c.id < job_id),
+                    ),
+                )
+                .exists()
+            )
             result = await connection.execute(
                 _J.update()
-                .where(_J.c.id == job_id, _J.c.state == PENDING, _J.c.expires_at > now)
-                .values(state=RUNNING, started_at=now, attempts=_J.c.attempts + 1)
+                .where(
+                    _J.c.id == job_id,
+                    _J.c.state == PENDING,
+                    _J.c.expires_at > now,
+                    ~blocking,
+                )
+                .values(state=RUNNING, runner=runner, started_at=now, attempts=_J.c.attempts + 1)
             )
             if result.rowcount != 1:
                 return None
             return await self._get_by_id(connection, job_id)
+
+    @staticmethod
+    def _held(job_id: int, runner: str | None) -> sa.ColumnElement[bool]:
+        """The job, if running (and run by `runner`, when given).
+
+        A replica taken for dead may still be delivering a job that another replica has put
+        back to pending and claimed again; with its `runner` it cannot move that job.
+        """
+        condition = sa.and_(_J.c.id == job_id, _J.c.state == RUNNING)
+        if runner is not None:
+            condition = sa.and_(condition, _J.c.runner == runner)
+        return condition
 
     async def release(
         self,
@@ -247,14 +311,16 @@ class JobStore:
         not_before: dt.datetime | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
+        runner: str | None = None,
     ) -> bool:
         """running → pending, to be delivered again (not before `not_before`)."""
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 _J.update()
-                .where(_J.c.id == job_id, _J.c.state == RUNNING)
+                .where(self._held(job_id, runner))
                 .values(
                     state=PENDING,
+                    runner=None,
                     not_before=not_before,
                     error_code=error_code,
                     error_message=_clip(error_message, models.ERROR_MESSAGE_MAX),
@@ -271,15 +337,22 @@ class JobStore:
         error_code: str | None = None,
         error_message: str | None = None,
         from_states: tuple[str, ...] = (RUNNING,),
+        runner: str | None = None,
     ) -> JobRecord | None:
-        """End a job (succeeded/failed/expired): clear its arguments, queue its webhook."""
+        """End a job (succeeded/failed/expired): clear its arguments, queue its webhook.
+
+        With `runner`, a running job ends only if that replica still holds it (see `release`).
+        """
         if state not in (SUCCEEDED, FAILED, EXPIRED):
             raise ValueError(f"not an end state: {state!r}")
         now = self._clock()
+        condition = sa.and_(_J.c.id == job_id, _J.c.state.in_(from_states))
+        if runner is not None:
+            condition = sa.and_(condition, sa.or_(_J.c.state != RUNNING, _J.c.runner == runner))
         async with self._engine.begin() as connection:
             updated = await connection.execute(
                 _J.update()
-                .where(_J.c.id == job_id, _J.c.state.in_(from_states))
+                .where(condition)
                 .values(
                     state=state,
                     result=result,
@@ -353,13 +426,23 @@ class JobStore:
                 raise JobNotCancellable(job.state)
             return job
 
-    async def recover_running(self, agent_name: str | None = None) -> int:
-        """Jobs left running by a relay that died go back to pending (at start-up)."""
-        query = _J.update().where(_J.c.state == RUNNING)
-        if agent_name is not None:
-            query = query.where(_J.c.agent_name == agent_name)
+    async def recover_orphans(self, live: frozenset[str]) -> int:
+        """Jobs running on replicas not in `live` go back to pending, to be delivered again.
+
+        Such a replica died mid-delivery (or was a relay older than the ``runner`` column), so
+        the job would stay running for ever and hold back its agent's queue. A write carries
+        ``job:<id>`` on every attempt, so delivering it again is answered from the agent's
+        journal rather than writing twice.
+        """
+        orphaned = (
+            sa.or_(_J.c.runner.is_(None), _J.c.runner.not_in(sorted(live))) if live else sa.true()
+        )
         async with self._engine.begin() as connection:
-            result = await connection.execute(query.values(state=PENDING))
+            result = await connection.execute(
+                _J.update()
+                .where(_J.c.state == RUNNING, orphaned)
+                .values(state=PENDING, runner=None)
+            )
             return int(result.rowcount)
 
     async def purge_results(self, finished_before: dt.datetime) -> int:

@@ -40,6 +40,7 @@ KEY_NAME_MAX = 100
 OPERATION_MAX = 100
 CODE_MAX = 64
 REQUEST_ID_MAX = 128
+REPLICA_ID_MAX = 64
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):
@@ -161,8 +162,12 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    # The replica forwarding an ``in_progress`` row; NULL for rows of relays older than 0004.
+    # Another replica marks the row unknown once this one is no longer alive.
+    sa.Column("owner", sa.String(REPLICA_ID_MAX), nullable=True),
     sa.UniqueConstraint("api_key_id", "key"),
     sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
+    sa.Index("ix_idempotency_keys_state_owner", "state", "owner"),
 )
 
 # Durable jobs (relay/jobs.py). `id` is the order of acceptance; `args` and `result` are
@@ -193,8 +198,12 @@ jobs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("webhook_url", sa.String(WEBHOOK_URL_MAX), nullable=True),
+    # The replica delivering a ``running`` job (kept after it ends, for the record). Another
+    # replica puts the job back to pending once this one is no longer alive.
+    sa.Column("runner", sa.String(REPLICA_ID_MAX), nullable=True),
     sa.Index("ix_jobs_agent_name_state_id", "agent_name", "state", "id"),
     sa.Index("ix_jobs_api_key_id_agent_name_id", "api_key_id", "agent_name", "id"),
+    sa.Index("ix_jobs_state_runner", "state", "runner"),
 )
 
 webhook_deliveries = sa.Table(

@@ -23,37 +23,11 @@ from agent.supervisor import Supervisor
 from tests.conftest import zk_count
 from tests.e2e.conftest import Credentials
 from tests.support.faults import FaultProxy
+from tests.support.orders import order, plentiful_sku, write
 from tests.support.servers import RelayHandle, run_agent, serve_relay, wait_for
 
 ROUNDS = 20
 pytestmark = pytest.mark.slow
-
-
-def order(external_number: str, sku: str) -> dict[str, Any]:
-    return {
-        "external_number": external_number,
-        "customer": {"id": "1"},
-        "warehouse": "MAG",
-        "lines": [{"sku": sku, "quantity": "1"}],
-    }
-
-
-def plentiful_sku(erp: sqlite3.Connection) -> str:
-    """The product with the most free stock in the main warehouse (MAG)."""
-    row = erp.execute(
-        "SELECT tw_Symbol FROM tw__Towar JOIN tw_Stan ON st_TowId = tw_Id WHERE st_MagId = 1 "
-        "AND tw_Zablokowany = 0 ORDER BY st_Stan - st_StanRez DESC LIMIT 1"
-    ).fetchone()
-    return str(row[0])
-
-
-async def write(
-    client: httpx.AsyncClient, body: dict[str, Any], key: str, timeout: float | None = None
-) -> httpx.Response:
-    query = f"?timeout={timeout}" if timeout else ""
-    return await client.post(
-        f"/v1/agents/acme/calls/orders.create{query}", json=body, headers={"Idempotency-Key": key}
-    )
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ import pytest
 from agent.connectors.demo import DemoConnector
 from tests.conftest import zk_count
 from tests.e2e.conftest import Credentials, agent_died, start_agent
-from tests.fault.test_exactly_once import demo_agent, order, plentiful_sku, write
+from tests.fault.test_exactly_once import demo_agent
 from tests.support.agent_process import AgentProcess
+from tests.support.orders import order, plentiful_sku, write
 from tests.support.relay_process import RelayProcess
 from tests.support.servers import RelayHandle, free_port, run_agent, wait_for
 

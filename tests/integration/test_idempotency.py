@@ -63,6 +63,7 @@ async def _begin(
     fp: str = FP,
     now: dt.datetime = T0,
     api_key_id: str = "pub1",
+    owner: str = "replica-a",
 ) -> BeginResult:
     return await repo.begin(
         api_key_id=api_key_id,
@@ -73,6 +74,7 @@ async def _begin(
         now=now,
         expires_at=now + WEEK,
         stale_before=now - STALE,
+        owner=owner,
     )
 
 
@@ -268,14 +270,50 @@ async def test_service_round_trip_and_purger(database_url: str) -> None:
         await engine.dispose()
 
 
-async def test_rows_left_in_flight_by_a_dead_relay_become_unknown(
+async def test_claims_record_their_owner(repo: IdempotencyRepository) -> None:
+    await _begin(repo, owner="replica-a")
+    record = await repo.get("pub1", "k-1")
+    assert record is not None and record.owner == "replica-a"
+    later = T0 + dt.timedelta(seconds=5)
+    await repo.mark_unknown("pub1", "k-1", now=later, expires_at=later + WEEK)
+    assert (await _begin(repo, now=later, owner="replica-b")).claim is Claim.RESUMED
+    record = await repo.get("pub1", "k-1")
+    assert record is not None and record.owner == "replica-b", "a takeover changes the owner"
+
+
+async def test_rows_of_owners_not_alive_become_unknown(repo: IdempotencyRepository) -> None:
+    await _begin(repo, "mine", owner="replica-a")
+    await _begin(repo, "dead", owner="replica-b")
+    await _begin(repo, "done", owner="replica-b")
+    await _finish(repo, "done")
+    later = T0 + dt.timedelta(seconds=1)
+    assert await repo.abandon_orphans(frozenset({"replica-a"}), later) == 1
+    states = {key: (await repo.get("pub1", key)) for key in ("mine", "dead", "done")}
+    assert {key: r.state if r else None for key, r in states.items()} == {
+        "mine": IdempotencyState.IN_PROGRESS,
+        "dead": IdempotencyState.UNKNOWN,
+        "done": IdempotencyState.DONE,
+    }
+    assert (await _begin(repo, "dead", now=later)).claim is Claim.RESUMED
+    assert await repo.abandon_orphans(frozenset({"replica-a"}), later) == 0
+
+
+async def test_settling_needs_the_claim_when_an_owner_is_given(
     repo: IdempotencyRepository,
 ) -> None:
-    await _begin(repo)
-    restarted = T0 + dt.timedelta(seconds=1)
-    assert await repo.abandon_in_progress(restarted, restarted) == 1
+    await _begin(repo, owner="replica-b")
+    assert not await repo.release("pub1", "k-1", owner="replica-a")
+    assert not await repo.mark_unknown("pub1", "k-1", now=T0, expires_at=T0 + WEEK, owner="x")
+    assert not await repo.finish(
+        "pub1",
+        "k-1",
+        status=200,
+        content_type="application/json",
+        response=b"{}",
+        now=T0,
+        expires_at=T0 + WEEK,
+        owner="replica-a",
+    )
     record = await repo.get("pub1", "k-1")
-    assert record is not None
-    assert record.state is IdempotencyState.UNKNOWN
-    assert (await _begin(repo, now=restarted)).claim is Claim.RESUMED
-    assert await repo.abandon_in_progress(restarted, restarted) == 0, "only rows from before"
+    assert record is not None and record.state is IdempotencyState.IN_PROGRESS
+    assert await repo.release("pub1", "k-1", owner="replica-b")

@@ -110,6 +110,23 @@ async def test_migrations_reach_head_and_match_the_models(database_url: str) -> 
         await engine.dispose()
 
 
+async def test_a_newer_schema_is_accepted_for_rolling_deploys(database_url: str) -> None:
+    """A replica of the previous release restarting mid-deploy finds the schema a newer
+    release migrated (additive only): it starts; an older schema is still refused."""
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
+        await check_schema(engine)
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+        with pytest.raises(SchemaNotCurrent):
+            await check_schema(engine)
+    finally:
+        await engine.dispose()
+
+
 async def test_open_refuses_a_database_not_at_head(database_url: str) -> None:
     with pytest.raises(SchemaNotCurrent):
         await Store.open(database_url)

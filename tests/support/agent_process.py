@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -22,15 +22,26 @@ from agent.crashpoints import ENV_VAR as CRASH_ENV
 def write_agent_config(
     path: Path,
     *,
-    relay_url: str,
+    relay_url: str | Sequence[str],
     erp_path: Path,
     journal_path: Path,
     max_concurrency: int = 2,
+    connections: int | None = None,
 ) -> Path:
-    """An agent TOML for a local relay (``ws://``) and a demo ERP file that already exists."""
+    """An agent TOML for a local relay (``ws://``) and a demo ERP file that already exists.
+
+    ``relay_url`` is ``[relay] url``, or ``[relay] urls`` when a list; ``connections`` defaults
+    to one per URL."""
+    if isinstance(relay_url, str):
+        address = f'url = "{relay_url}"\n'
+        links = connections or 1
+    else:
+        address = f"urls = [{', '.join(f'{url!r}' for url in relay_url)}]\n"
+        links = connections or len(relay_url)
     path.write_text(
         "[relay]\n"
-        f'url = "{relay_url}"\n'
+        f"{address}"
+        f"connections = {links}\n"
         "allow_insecure = true\n"
         "connect_timeout_s = 5\n"
         "ping_interval_s = 5\n"

@@ -8,6 +8,8 @@ Like Toxiproxy, but in-process and asyncio:
 - `cut`: reset every connection now; both ends see it drop.
 - `cut_on_next_upstream`: the next bytes the agent sends (its answer to a call in flight) are
   dropped and the connection is cut: the ERP has committed, the relay never hears of it.
+- `round_robin`: a load balancer in front of several relays; each new connection goes to the
+  next port in turn, and a port may be named twice to put two connections on one relay.
 """
 
 from __future__ import annotations
@@ -27,6 +29,19 @@ class FaultProxy:
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     cuts: int = 0
+    rotation: tuple[int, ...] = ()
+    placed: list[int] = field(default_factory=list)
+    """The upstream port of each connection, in the order they came."""
+
+    @classmethod
+    def round_robin(cls, *ports: int) -> FaultProxy:
+        return cls(ports[0], rotation=ports)
+
+    def _upstream(self) -> int:
+        ports = self.rotation or (self.target_port,)
+        port = ports[len(self.placed) % len(ports)]
+        self.placed.append(port)
+        return port
 
     async def start(self) -> FaultProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -39,7 +54,7 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream())
         except OSError:
             writer.close()
             return

@@ -68,10 +68,13 @@ async def serve_relay(
         await asyncio.wait_for(task, 30)
 
 
-def agent_settings(ws_url: str, token: str, **agent: Any) -> AgentSettings:
+def agent_settings(ws_url: str | list[str], token: str, **agent: Any) -> AgentSettings:
+    """``ws_url`` is `RelayOptions.url`, or its ``urls`` when a list."""
+    address = {"url": ws_url} if isinstance(ws_url, str) else {"urls": ws_url}
     return AgentSettings(
         relay=RelayOptions(
-            url=ws_url,
+            **address,
+            connections=agent.pop("connections", 1),
             allow_insecure=True,
             connect_timeout_s=5,
             ping_interval_s=agent.pop("ping_interval_s", 5),
@@ -89,7 +92,7 @@ def agent_settings(ws_url: str, token: str, **agent: Any) -> AgentSettings:
 
 @asynccontextmanager
 async def run_agent(
-    ws_url: str, token: str, connector: Connector, *, wait: bool = True, **agent: Any
+    ws_url: str | list[str], token: str, connector: Connector, *, wait: bool = True, **agent: Any
 ) -> AsyncIterator[Supervisor]:
     supervisor = Supervisor(agent_settings(ws_url, token, **agent), connector)
     task = asyncio.create_task(supervisor.run())

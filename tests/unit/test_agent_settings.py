@@ -59,3 +59,57 @@ def test_unknown_keys_are_refused(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+A = "wss://a.example.com/v1/agent/connect"
+B = "wss://b.example.com/v1/agent/connect"
+
+
+@pytest.mark.parametrize(
+    ("relay", "links"),
+    [
+        (f'url = "{A}"', [A]),
+        (f'url = "{A}"\nconnections = 3', [A, A, A]),
+        (f'urls = ["{A}", "{B}"]\nconnections = 2', [A, B]),
+        (f'urls = ["{A}", "{B}"]\nconnections = 4', [A, B, A, B]),
+        (f'urls = ["{A}"]\nconnections = 2', [A, A]),
+    ],
+)
+def test_each_link_has_its_relay(tmp_path: Path, relay: str, links: list[str]) -> None:
+    settings = load_settings(_config(tmp_path, f"[relay]\n{relay}\n"))
+    assert settings.relay.link_urls() == links
+
+
+def test_urls_and_connections_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _config(tmp_path, '[relay]\ntoken_file = "agent.token"\n')
+    monkeypatch.setenv("ERP_AGENT_RELAY__URLS", f'["{A}", "{B}"]')
+    monkeypatch.setenv("ERP_AGENT_RELAY__CONNECTIONS", "2")
+    assert load_settings(path).relay.link_urls() == [A, B]
+
+
+def test_environment_url_with_file_urls_is_ambiguous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _config(tmp_path, f'[relay]\nurls = ["{A}", "{B}"]\nconnections = 2\n')
+    monkeypatch.setenv("ERP_AGENT_RELAY__URL", A)
+    with pytest.raises(ValueError, match="not both"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("relay", "message"),
+    [
+        (f'url = "{A}"\nurls = ["{B}"]', "not both"),
+        ("urls = []", "relay.urls is empty"),
+        (f'urls = ["{A}", "{B}"]', "relay.connections = 1"),
+        (f'urls = ["{A}", "https://b.example.com/"]\nconnections = 2', "must start with wss://"),
+        (f'urls = ["{A}", "ws://b.example.com/"]\nconnections = 2', "allow_insecure"),
+        ("connections = 0", "connections"),
+        ("connections = 5", "connections"),
+    ],
+)
+def test_bad_relay_addresses_are_refused(tmp_path: Path, relay: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_settings(_config(tmp_path, f"[relay]\n{relay}\n"))
