@@ -241,13 +241,12 @@ async def _forward(
     for attempt in range(MAX_ATTEMPTS):
         last = attempt == MAX_ATTEMPTS - 1
         target = await _target(state, agent, operation.name, frozenset(tried), moving, deadline)
-        if isinstance(target, RemoteLink):
-            tried.add(target.replica)
         try:
             call_id, future = await target.start_call(
                 operation.name, orjson.Fragment(body), deadline_ms, idempotency_key, request_id
             )
         except NotDelivered as exc:
+            _not_there(tried, target)
             moving = exc.moving
             if last:
                 raise _offline(agent) from None
@@ -263,15 +262,24 @@ async def _forward(
         try:
             return await _wait(target, call_id, future, remaining, receive, operation, failover)
         except NotDelivered as exc:
+            _not_there(tried, target)
             moving = exc.moving
             if last:
                 raise _offline(agent) from None
         except LinkClosed:  # only when `failover`: a read on a lost connection
+            # Not added to `tried`: the replica may hold another connection of the agent
+            # (a second agent process, or a link that just moved there).
             continue
         finally:
             if isinstance(target, RemoteLink):
                 delivery.maybe = delivery.maybe or _reached(future)
     raise _offline(agent)
+
+
+def _not_there(tried: set[str], target: CallTarget) -> None:
+    """A replica that answered "not delivered" is not asked again for this call."""
+    if isinstance(target, RemoteLink):
+        tried.add(target.replica)
 
 
 def _reached(future: asyncio.Future[Result | Error]) -> bool:
