@@ -199,8 +199,11 @@ async def _call(
     timing = _timing(frame, started)
     if isinstance(frame, Result):
         value = frame.value
-        if caller_key is not None and isinstance(value, dict) and "idempotency_key" in value:
-            value = {**value, "idempotency_key": caller_key}
+        if caller_key is not None:
+            if isinstance(value, orjson.Fragment):  # answered through another replica
+                value = orjson.loads(orjson.dumps(value))
+            if isinstance(value, dict) and "idempotency_key" in value:
+                value = {**value, "idempotency_key": caller_key}
         await _send(send, 200, orjson.dumps(value), request_id, timing)
         return 200
     raise _agent_problem(frame, timing)
@@ -236,17 +239,17 @@ async def _forward(
     """
     deadline = time.monotonic() + timeout_s
     deadline_ms = int((time.time() + timeout_s) * 1000)
-    tried: set[str] = set()
+    tried: frozenset[str] = frozenset()
     moving = False
     for attempt in range(MAX_ATTEMPTS):
         last = attempt == MAX_ATTEMPTS - 1
-        target = await _target(state, agent, operation.name, frozenset(tried), moving, deadline)
+        target = await _target(state, agent, operation.name, tried, moving, deadline)
         try:
             call_id, future = await target.start_call(
                 operation.name, orjson.Fragment(body), deadline_ms, idempotency_key, request_id
             )
         except NotDelivered as exc:
-            _not_there(tried, target)
+            tried = _not_there(tried, target)
             moving = exc.moving
             if last:
                 raise _offline(agent) from None
@@ -262,7 +265,7 @@ async def _forward(
         try:
             return await _wait(target, call_id, future, remaining, receive, operation, failover)
         except NotDelivered as exc:
-            _not_there(tried, target)
+            tried = _not_there(tried, target)
             moving = exc.moving
             if last:
                 raise _offline(agent) from None
@@ -276,10 +279,9 @@ async def _forward(
     raise _offline(agent)
 
 
-def _not_there(tried: set[str], target: CallTarget) -> None:
+def _not_there(tried: frozenset[str], target: CallTarget) -> frozenset[str]:
     """A replica that answered "not delivered" is not asked again for this call."""
-    if isinstance(target, RemoteLink):
-        tried.add(target.replica)
+    return tried | {target.replica} if isinstance(target, RemoteLink) else tried
 
 
 def _reached(future: asyncio.Future[Result | Error]) -> bool:

@@ -287,8 +287,9 @@ class CallBus:
             return  # timed out or cancelled meanwhile
         future = entry[1]
         if kind == "result":
+            # Passed on as the raw JSON it arrived as: the caller only writes it out again.
             future.set_result(
-                Result(0, orjson.loads(payload), header["agent_ms"], header["erp_ms"])
+                Result(0, orjson.Fragment(payload), header["agent_ms"], header["erp_ms"])
             )
         elif kind == "error":
             future.set_result(

@@ -32,6 +32,13 @@ async def test_a_call_entering_another_replica_is_forwarded(
         # an error frame crosses too, with its code
         refused = await through_b.post("/v1/agents/acme/calls/customers.get", json={"id": "broken"})
         assert refused.json()["code"] == "erp_error", refused.text
+        # operations.status answers with the caller's key, not the one scoped for the agent
+        status = await through_b.post(
+            "/v1/agents/acme/calls/operations.status", json={"idempotency_key": "never-sent"}
+        )
+        assert status.status_code == 200, status.text
+        assert status.json()["idempotency_key"] == "never-sent"
+        assert status.json()["state"] == "unknown"
         assert b.state.hub.is_online("acme") is False
 
 
