@@ -141,3 +141,24 @@ async def test_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "route_not_found"
+
+
+async def test_calls_are_spread_over_the_connections_of_one_agent(
+    relay: RelayHandle, creds: Credentials
+) -> None:
+    """Two agent processes serve one site: concurrent calls go to the connection with the
+    fewest in flight, so both take a share instead of one queueing everything."""
+    first, second = ScriptedConnector(delay_s=0.3), ScriptedConnector(delay_s=0.3)
+    async with (
+        run_agent(relay.ws_url, creds.agent_token, first),
+        run_agent(relay.ws_url, creds.agent_token, second),
+        httpx.AsyncClient(
+            base_url=relay.base_url, headers={"Authorization": f"Bearer {creds.api_key}"}
+        ) as http,
+    ):
+        await wait_for(lambda: len(relay.state.hub.links("acme")) == 2, what="two connections")
+        answers = await asyncio.gather(
+            *(http.post("/v1/agents/acme/calls/ping", json={}) for _ in range(8))
+        )
+        assert [a.status_code for a in answers] == [200] * 8
+        assert len(first.calls) == len(second.calls) == 4
