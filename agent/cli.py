@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from dataclasses import replace
@@ -15,6 +14,7 @@ import click
 from agent.connectors.base import CheckItem, Connector
 from agent.connectors.registry import load
 from agent.link import ConnectFailed, LinkStatus, run_link
+from agent.logs import configure_logging
 from agent.settings import AgentSettings, load_settings
 from agent.supervisor import Supervisor
 
@@ -48,10 +48,7 @@ def run(config_path: Path | None) -> None:
         connector = build_connector(settings)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings)
     asyncio.run(_run(settings, connector))
 
 

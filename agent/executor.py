@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from agent.connectors.base import CallContext, Connector, ConnectorSession, ErpUnavailable
+
+_T = TypeVar("_T")
 
 
 class NotStarted(Exception):
@@ -63,24 +68,31 @@ class Executor:
         if not self._connector.blocking:
             return self._execute(operation, args, ctx, running, inline=True)
         loop = asyncio.get_running_loop()
+        # In the call's context, so that the connector's log lines carry its request id.
+        run = contextvars.copy_context().run
         return await loop.run_in_executor(
-            self._pool, self._execute, operation, args, ctx, running, False
+            self._pool, run, self._execute, operation, args, ctx, running, False
         )
 
     async def find_write(self, operation: str, idempotency_key: str) -> BaseModel | None:
         """`ConnectorSession.find_write` in a worker's own session: recovery after a crash
         uses the same licence seats as calls, never one more."""
-        if not self._connector.blocking:
-            return self._find_write(operation, idempotency_key, True)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, self._find_write, operation, idempotency_key, False
-        )
+        return await self._in_session(lambda s: s.find_write(operation, idempotency_key))
 
-    def _find_write(self, operation: str, idempotency_key: str, inline: bool) -> BaseModel | None:
+    async def probe(self) -> None:
+        """`ConnectorSession.probe` in a worker's own session, for the same reason."""
+        await self._in_session(lambda session: session.probe())
+
+    async def _in_session(self, use: Callable[[ConnectorSession], _T]) -> _T:
+        if not self._connector.blocking:
+            return self._use_session(use, True)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._use_session, use, False)
+
+    def _use_session(self, use: Callable[[ConnectorSession], _T], inline: bool) -> _T:
         session = self._session(inline)
         try:
-            return session.find_write(operation, idempotency_key)
+            return use(session)
         except ErpUnavailable:
             self._drop(session, inline)
             raise

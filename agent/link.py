@@ -25,10 +25,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from agent.dispatch import Dispatcher, Success
 from agent.executor import Running
+from agent.health import ErpHealth, report
+from agent.logs import log_call
 from agent.settings import AgentSettings
 from protocol.errors import CloseCode, ProtocolError, close_reason
 from protocol.frames import Call, Cancel, GoAway, Hello, Welcome
 from protocol.limits import Limits
+from protocol.logs import REQUEST_ID
 from protocol.session import AgentSession
 from protocol.version import SUBPROTOCOL
 
@@ -79,8 +82,11 @@ async def run_link(
     hello: Hello,
     status: LinkStatus,
     placement: Placement | None = None,
+    health: ErpHealth | None = None,
 ) -> LinkEnded:
-    """Connect once and serve until the connection ends; raise `ConnectFailed` if it never opens."""
+    """Connect once and serve until the connection ends; raise `ConnectFailed` if it never opens.
+
+    With ``health``, the connection reports it to the relay (`agent.health.report`)."""
     token = settings.read_token()
     relay = settings.relay
     url = status.url = relay.link_url(hello.slot)
@@ -100,7 +106,7 @@ async def run_link(
     except Exception as exc:
         raise ConnectFailed(explain_connect_error(exc, url)) from exc
     try:
-        return await _serve(ws, settings, dispatcher, hello, status, placement)
+        return await _serve(ws, settings, dispatcher, hello, status, placement, health)
     finally:
         status.connected = False
         status.ready.clear()
@@ -114,9 +120,11 @@ async def _serve(
     hello: Hello,
     status: LinkStatus,
     placement: Placement | None,
+    health: ErpHealth | None,
 ) -> LinkEnded:
     session = AgentSession(Limits(max_frame_bytes=settings.relay.max_frame_bytes))
     running: dict[int, tuple[asyncio.Task[None], Running]] = {}
+    reporter: asyncio.Task[None] | None = None
     try:
         sent_ms = time.time() * 1000
         await ws.send(session.hello(hello))
@@ -147,6 +155,8 @@ async def _serve(
                 "clock_skew_ms": status.clock_skew_ms,
             },
         )
+        if health is not None:
+            reporter = asyncio.create_task(report(ws, session, health))
         async for message in ws:
             frame = session.receive(message)
             if isinstance(frame, Call):
@@ -172,6 +182,8 @@ async def _serve(
         await ws.close(exc.close_code, exc.reason)
         return LinkEnded(f"protocol error: {exc.reason}")
     finally:
+        if reporter is not None:
+            reporter.cancel()
         for task, handle in list(running.values()):
             handle.interrupt()
             task.cancel()
@@ -199,12 +211,14 @@ async def _answer(
     status: LinkStatus,
 ) -> None:
     started = time.perf_counter()
+    REQUEST_ID.set(call.request_id)  # this task's lines, and the threads it runs, carry it
     deadline = (
         time.monotonic() + (call.deadline_ms - status.clock_skew_ms - time.time() * 1000) / 1000
     )
     outcome = await dispatcher.run(call, deadline, handle)
     agent_ms = (time.perf_counter() - started) * 1000
     status.calls += 1
+    log_call(call, outcome, agent_ms)
     if isinstance(outcome, Success):
         data = session.result(call.id, outcome.value, agent_ms, outcome.erp_ms)
     else:

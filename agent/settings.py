@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -108,6 +108,9 @@ class AgentOptions(BaseModel):
     elsewhere)."""
     journal_retention_days: float = Field(30.0, gt=0)
     """Journal rows older than this are deleted; a retry after that is a new write."""
+    health_interval_s: float = Field(15.0, gt=0)
+    """How often the ERP is probed and each connection reports its health to the relay
+    (and at once when the ERP's reachability changes)."""
 
     def journal_file(self) -> Path:
         """`journal_path` (``~`` expanded), or the platform default."""
@@ -141,6 +144,8 @@ class AgentSettings(BaseSettings):
     """``type`` names the connector; the other keys are its own options."""
     token: SecretStr | None = None
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+    """JSON lines for a log collector; ``text`` for a terminal (docs/observability.md)."""
 
     @classmethod
     def settings_customise_sources(

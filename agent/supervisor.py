@@ -30,6 +30,7 @@ from importlib.metadata import version
 from agent.connectors.base import Connector
 from agent.dispatch import STATUS_OPERATION, Dispatcher
 from agent.executor import Executor
+from agent.health import ErpHealth
 from agent.journal import Journal, JournalUnavailable
 from agent.link import ConnectFailed, LinkStatus, run_link
 from agent.settings import AgentSettings
@@ -99,6 +100,7 @@ class Supervisor:
             # reads still work; every write is refused with journal_unavailable until it opens
             log.error("%s; writes will be refused until it can be written", exc)
         self.dispatcher = Dispatcher(self.executor, operations, journal=self.journal)
+        self.health = ErpHealth(self.executor, settings.agent.health_interval_s)
         self.hello = Hello(
             agent_version=agent_version(),
             connector=info.name,
@@ -125,11 +127,15 @@ class Supervisor:
         self._stop.set()
 
     async def run(self) -> None:
+        # cancelled rather than stopped: a probe hanging on a dead ERP must not delay a stop
+        health = asyncio.create_task(self.health.run(), name="erp-health")
         try:
             async with asyncio.TaskGroup() as links:
                 for link in self._links:
                     links.create_task(self._keep(link))
         finally:
+            health.cancel()
+            await asyncio.gather(health, return_exceptions=True)
             # waits for calls still in worker threads; off the loop so it keeps turning
             await asyncio.to_thread(self.executor.close)
             self.journal.close()
@@ -185,6 +191,7 @@ class Supervisor:
                 replace(self.hello, slot=status.slot),
                 status,
                 functools.partial(self._placement, link),
+                self.health,
             )
         )
         stop = asyncio.ensure_future(self._stop.wait())

@@ -111,6 +111,13 @@ class ErrorCode(enum.StrEnum):
     JOB_NOT_FOUND = "job_not_found"
     JOB_NOT_CANCELLABLE = "job_not_cancellable"
     WEBHOOK_URL_REFUSED = "webhook_url_refused"
+    CSRF_FAILED = "csrf_failed"
+    SESSION_EXPIRED = "session_expired"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    JOB_NOT_RETRYABLE = "job_not_retryable"
+    ALREADY_EXISTS = "already_exists"
+    TOKEN_NOT_FOUND = "token_not_found"  # noqa: S105 - an error code, not a secret
+    API_KEY_NOT_FOUND = "api_key_not_found"
 
     @property
     def info(self) -> CodeInfo:
@@ -167,6 +174,13 @@ _CODE_INFO: dict[ErrorCode, CodeInfo] = {
     ErrorCode.JOB_NOT_FOUND: CodeInfo(404, False, "No such job"),
     ErrorCode.JOB_NOT_CANCELLABLE: CodeInfo(409, False, "The job has already started or ended"),
     ErrorCode.WEBHOOK_URL_REFUSED: CodeInfo(422, False, "The webhook URL is not allowed"),
+    ErrorCode.CSRF_FAILED: CodeInfo(403, False, "Missing or wrong X-CSRF-Token"),
+    ErrorCode.SESSION_EXPIRED: CodeInfo(401, False, "The session expired; sign in again"),
+    ErrorCode.TOO_MANY_ATTEMPTS: CodeInfo(429, True, "Too many failed sign-ins; wait"),
+    ErrorCode.JOB_NOT_RETRYABLE: CodeInfo(409, False, "Only a failed or expired job is retried"),
+    ErrorCode.ALREADY_EXISTS: CodeInfo(409, False, "The name is already taken"),
+    ErrorCode.TOKEN_NOT_FOUND: CodeInfo(404, False, "No such agent token"),
+    ErrorCode.API_KEY_NOT_FOUND: CodeInfo(404, False, "No such API key"),
 }
 
 

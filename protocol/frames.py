@@ -129,6 +129,11 @@ class Event:
     seq: int = 0
 
 
+HEALTH_EVENT = "health"
+"""`Event.kind` of the agent's health report (docs/protocol.md): ``data`` is ``{"erp": "ok" |
+"unreachable", "rtt_ms": number | null, "detail": string}``."""
+
+
 Frame: TypeAlias = Hello | Welcome | Call | Result | Error | Cancel | GoAway | Event
 
 FRAME_TYPES: dict[str, type[Frame]] = {

@@ -22,24 +22,34 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from protocol.errors import ErrorCode
+from relay.api import admin as admin_api
 from relay.api import agents, health
+from relay.api import events as events_api
+from relay.api import fleet as fleet_api
 from relay.api import jobs as jobs_api
+from relay.api import metrics as metrics_api
 from relay.api.agent_socket import agent_socket
 from relay.api.calls import handle_call, parse_call_path
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
 from relay.cluster.membership import Membership, SoloMembership, default_replica_id
 from relay.cluster.node import ClusterNode, wait_until_ready
+from relay.console.sessions import Sessions
+from relay.dashboard import dashboard_route
+from relay.events import JOB_FINISHED, EventLog
+from relay.fleet import Fleet
 from relay.hub import Hub
 from relay.idempotency import STALE_MARGIN_S, Idempotency, IdempotencyPurger
 from relay.jobs import JobService
+from relay.metrics import RelayMetrics
 from relay.openapi import build_openapi
 from relay.problems import Problem, problem_response
 from relay.settings import RelaySettings
 from relay.state import RelayState
 from relay.store import Store
+from relay.store.console import ConsoleStore
 from relay.store.idempotency import IdempotencyRepository
-from relay.store.jobs import JobStore
+from relay.store.jobs import JobRecord, JobStore
 
 log = logging.getLogger("relay")
 
@@ -114,11 +124,37 @@ def _answer_errors_as_problems(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_crash)
 
 
+def _add_routes(app: FastAPI) -> None:
+    app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
+    for api in (health, metrics_api, agents, jobs_api, admin_api, events_api, fleet_api):
+        app.include_router(api.router)
+    app.router.routes.append(dashboard_route())
+
+
 def _wake_jobs(app: FastAPI, agent: str) -> None:
     """Another replica accepted a job for an agent: deliver it if the agent is held here."""
     state: RelayState = app.state.relay
     if state.jobs is not None and state.hub.is_online(agent):
         state.jobs.agent_connected(agent)
+
+
+async def _start_console(state: RelayState) -> EventLog:
+    """The operators' sessions and the event log (docs/admin-api.md)."""
+    settings = state.settings
+    state.console = console = ConsoleStore(state.store.engine, clock=state.store.clock)
+    state.sessions = Sessions(console, idle_s=settings.session_idle_s, max_s=settings.session_max_s)
+    state.events = events = EventLog(
+        console,
+        retention_s=settings.event_retention_s,
+        poll_interval_s=settings.event_poll_interval_s,
+    )
+    await events.start()
+    return events
+
+
+def _job_finished(state: RelayState, job: JobRecord) -> None:
+    data = {"job_id": job.public_id, "operation": job.operation, "state": job.state}
+    state.publish(JOB_FINISHED, job.agent_name, data)
 
 
 def create_app(settings: RelaySettings | None = None, store: Store | None = None) -> RelayApp:
@@ -152,10 +188,23 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
             calllog=calllog,
             idempotency=idempotency,
             version=relay_version(),
+            metrics=RelayMetrics(
+                hub, the_store.engine, version=relay_version(), replica=replica_id
+            ),
             replica_id=replica_id,
             cluster=cluster,
         )
         app.state.relay = state
+        events = await _start_console(state)
+        state.fleet = fleet = Fleet(
+            hub=hub,
+            stats=state.stats,
+            store=the_store,
+            replica_id=replica_id,
+            cluster=cluster,
+            check_interval_s=settings.presence_refresh_s,
+            announce=state.publish,
+        )
         state.jobs = job_service = JobService(
             JobStore(the_store.engine),
             hub,
@@ -163,6 +212,8 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
             version=state.version,
             membership=membership,
         )
+        job_service.webhooks.on_attempt = state.metrics.webhook_attempt
+        job_service.on_finished = lambda job: _job_finished(state, job)
         if cluster is not None:
             # Present in Redis before anything is claimed in the store, so that no other
             # replica takes this one's first rows for orphans.
@@ -173,6 +224,7 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
         await calllog.start()
         await job_service.start()
         await purger.start()
+        await fleet.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise pause every call (docs/performance.md).
         gc.collect()
@@ -180,9 +232,11 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
         try:
             yield
         finally:
+            await fleet.stop()
             if cluster is not None:
                 await cluster.stop()
             await job_service.stop()
+            await events.stop()
             await purger.stop()
             await calllog.stop()
             if own_store:
@@ -201,11 +255,7 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
         redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
-    app.include_router(health.router)
-    app.include_router(agents.router)
-    app.include_router(jobs_api.router)
-
+    _add_routes(app)
     _answer_errors_as_problems(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return RelayApp(app)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from relay.console.passwords import check_strength, hash_password
 from relay.store import (
     DEFAULT_DATABASE_URL,
     AlreadyExists,
@@ -30,6 +32,7 @@ from relay.store import (
     StoreError,
     upgrade,
 )
+from relay.store.console import ROLES, ConsoleStore, validate_username
 from relay.store.db import display_url, head_revision, normalise_url, sqlite_path
 
 T = TypeVar("T")
@@ -262,6 +265,11 @@ def keys() -> None:
 @click.option("--all-agents", is_flag=True, help="Allow every agent, present and future.")
 @click.option("--operation", "operations", multiple=True, metavar="OP", help="An operation.")
 @click.option("--all-operations", is_flag=True, help="Allow every operation.")
+@click.option(
+    "--admin",
+    is_flag=True,
+    help="A key for the admin API (/v1/admin/, for operators' scripts); grants default to all.",
+)
 @database_url_option
 def keys_add(
     *,
@@ -270,8 +278,12 @@ def keys_add(
     all_agents: bool,
     operations: tuple[str, ...],
     all_operations: bool,
+    admin: bool,
     database_url: str,
 ) -> None:
+    if admin:
+        all_agents = all_agents or not agent_names
+        all_operations = all_operations or not operations
     if all_agents and agent_names:
         raise click.UsageError("give either --agent or --all-agents, not both")
     if all_operations and operations:
@@ -289,7 +301,7 @@ def keys_add(
     granted_operations = ("*",) if all_operations else operations
     secret = _run(
         database_url,
-        lambda store: store.create_api_key(name, granted_agents, granted_operations),
+        lambda store: store.create_api_key(name, granted_agents, granted_operations, admin=admin),
     )
     _show_secret("API key", secret.plaintext, secret.public_id)
 
@@ -348,6 +360,75 @@ def keys_webhook_secret(public_id: str, database_url: str) -> None:
     if not any(record.public_id == public_id and not record.revoked for record in records):
         raise click.ClickException(f"no active API key with public id {public_id!r}")
     click.echo(key_secret(signing_key.get_secret_value(), public_id))
+
+
+# operator
+
+
+@main.group()
+def operator() -> None:
+    """People who sign in to the dashboard (/dashboard/)."""
+
+
+def _console(action: Callable[[ConsoleStore], Awaitable[T]]) -> Callable[[Store], Awaitable[T]]:
+    return lambda store: action(ConsoleStore(store.engine))
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    try:
+        return check_strength(password)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@operator.command(
+    "create",
+    help="Create an operator; the password is asked twice (or read from stdin)." + _SQLITE_NOTE,
+)
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin's first line.")
+@database_url_option
+def operator_create(username: str, role: str, password_stdin: bool, database_url: str) -> None:
+    try:
+        validate_username(username)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    password_hash = hash_password(_read_password(password_stdin))
+    _run(database_url, _console(lambda c: c.create_operator(username, password_hash, role)))
+    click.echo(f"Operator {username} ({role}) created.", err=True)
+
+
+@operator.command("list", help="List operators and their roles." + _SQLITE_NOTE)
+@database_url_option
+def operator_list(database_url: str) -> None:
+    records = _run(database_url, _console(lambda c: c.list_operators()))
+    if not records:
+        click.echo("No operators. Create one with `erp-relay operator create NAME --role admin`.")
+        return
+    rows = [
+        (
+            r.username,
+            r.role,
+            "disabled" if r.disabled_at else "active",
+            _when(r.created_at),
+            _when(r.last_login_at),
+        )
+        for r in records
+    ]
+    click.echo(_table(("USERNAME", "ROLE", "STATUS", "CREATED", "LAST SIGN-IN"), rows))
+
+
+@operator.command("disable", help="Disable an operator and end their sessions." + _SQLITE_NOTE)
+@click.argument("username")
+@database_url_option
+def operator_disable(username: str, database_url: str) -> None:
+    _run(database_url, _console(lambda c: c.disable_operator(username)))
+    click.echo(f"Operator {username} disabled.", err=True)
 
 
 def _add_server_commands() -> None:

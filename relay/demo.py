@@ -1,7 +1,8 @@
 """``erp-relay demo``: the whole system on one machine, with nothing to install or configure.
 
-It starts a relay on SQLite, registers an agent and an API key, and starts a real agent process
-(``python -m agent run``) with the built-in demo ERP, a SQLite database shaped like Subiekt GT.
+It starts a relay on SQLite, registers an agent, an API key and a dashboard operator, and starts
+a real agent process (``python -m agent run``) with the built-in demo ERP, a SQLite database
+shaped like Subiekt GT.
 The relay does not import the agent package: the agent is a separate process, as in an office.
 Everything lives in a state directory that is recreated on every run, so the printed key and
 curl line always work.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -21,13 +23,17 @@ from pathlib import Path
 import click
 
 from relay.app import create_app
+from relay.console.passwords import hash_password_async
+from relay.dashboard import DASHBOARD_PATH
 from relay.server import RelayServer, uvicorn_config
 from relay.settings import RelaySettings
 from relay.state import RelayState
 from relay.store import Store
+from relay.store.console import ConsoleStore
 from relay.store.db import upgrade
 
 DEMO_AGENT = "demo"
+DEMO_OPERATOR = "admin"
 AGENT_START_TIMEOUT_S = 120.0
 
 
@@ -36,6 +42,7 @@ def _agent_config(state_dir: Path, port: int) -> Path:
     config = state_dir / "agent.toml"
     config.write_text(
         "# Written by `erp-relay demo`. A real agent uses wss:// and its own token file.\n"
+        'log_format = "text"\n\n'
         "[relay]\n"
         f'url = "ws://127.0.0.1:{port}/v1/agent/connect"\n'
         "allow_insecure = true\n"
@@ -50,16 +57,23 @@ def _agent_config(state_dir: Path, port: int) -> Path:
     return config
 
 
-async def _prepare(database_url: str) -> tuple[str, str]:
-    """Create the store, the demo agent and an API key; return the token and the key."""
+async def _prepare(database_url: str) -> tuple[str, str, str]:
+    """Create the store, the demo agent, an API key and an admin operator for the dashboard;
+    return the token, the key and the operator's password.
+
+    The password is random for each run (the demo listens on loopback only, but a fixed
+    password would end up in scripts and screenshots and then on a real server)."""
     await upgrade(database_url)
     store = await Store.open(database_url)
+    password = secrets.token_urlsafe(12)
     try:
         token = await store.create_agent(DEMO_AGENT)
         key = await store.create_api_key("demo", [DEMO_AGENT], ["*"])
+        password_hash = await hash_password_async(password)
+        await ConsoleStore(store.engine).create_operator(DEMO_OPERATOR, password_hash, "admin")
     finally:
         await store.close()
-    return token.plaintext, key.plaintext
+    return token.plaintext, key.plaintext, password
 
 
 def _write_secret(path: Path, secret: str) -> None:
@@ -67,7 +81,7 @@ def _write_secret(path: Path, secret: str) -> None:
     path.chmod(0o600)
 
 
-def _banner(port: int, api_key: str) -> str:
+def _banner(port: int, api_key: str, password: str) -> str:
     base = f"http://127.0.0.1:{port}"
     return "\n".join(
         [
@@ -77,6 +91,8 @@ def _banner(port: int, api_key: str) -> str:
             f"  OpenAPI       {base}/openapi.json",
             f"  agents        {base}/v1/agents",
             f"  API key       {api_key}   (shown once; stored hashed)",
+            f"  dashboard     {base}{DASHBOARD_PATH}/",
+            f"                sign in as {DEMO_OPERATOR} / {password}   (demo only)",
             "",
             "Try it:",
             f"  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
@@ -90,7 +106,7 @@ def _banner(port: int, api_key: str) -> str:
 
 async def run_demo(state_dir: Path, port: int) -> None:
     database_url = f"sqlite+aiosqlite:///{(state_dir / 'relay.sqlite').as_posix()}"
-    token, api_key = await _prepare(database_url)
+    token, api_key, password = await _prepare(database_url)
     await asyncio.to_thread(_write_secret, state_dir / "agent.token", token)
     config = await asyncio.to_thread(_agent_config, state_dir, port)
     settings = RelaySettings(database_url=database_url, host="127.0.0.1", port=port)
@@ -119,7 +135,7 @@ async def run_demo(state_dir: Path, port: int) -> None:
                 server.should_exit = True
                 raise click.ClickException("the demo agent did not connect; see its log above")
             await asyncio.sleep(0.1)
-        click.echo(_banner(port, api_key))
+        click.echo(_banner(port, api_key, password))
         sys.stdout.flush()  # the banner must show at once even when stdout is a pipe
         await serving
     finally:

@@ -145,6 +145,9 @@ class JobService:
             # Refused here rather than by the database on the first claim.
             raise ValueError(f"a replica id is at most {models.REPLICA_ID_MAX} characters")
         self.on_accepted: Callable[[str], None] | None = None
+        self.on_finished: Callable[[JobRecord], None] | None = None
+        """Called with every job that ended here (succeeded, failed, expired, cancelled):
+        the relay publishes it as a ``job.finished`` event."""
         key = settings.webhook_signing_key
         self.webhooks = webhooks or WebhookSender(
             store,
@@ -213,6 +216,23 @@ class JobService:
             writes=CATALOGUE[operation].writes,
             webhook_url=webhook_url,
         )
+        self._queued(agent)
+        return job
+
+    async def cancel(self, public_id: str, api_key_id: str | None) -> JobRecord:
+        """Cancel a pending job (of that API key; None: of anyone, for operators)."""
+        job = await self.store.cancel(public_id, api_key_id)
+        self._notify_finished(job)
+        return job
+
+    async def retry(self, public_id: str) -> JobRecord:
+        """Put a failed or expired job back to pending (`JobStore.retry`) and deliver it."""
+        job = await self.store.retry(public_id)
+        self._queued(job.agent_name)
+        return job
+
+    def _queued(self, agent: str) -> None:
+        """A job of `agent` became pending: wake the worker here and the agent's replica."""
         self._kick(agent)
         if self.on_accepted is not None:
             try:
@@ -221,7 +241,13 @@ class JobService:
                 # The job is committed and the sweep delivers it anyway: failing the request
                 # now would only make the client submit it a second time.
                 log.exception("on_accepted hook failed", extra={"agent": agent})
-        return job
+
+    def _notify_finished(self, job: JobRecord) -> None:
+        if self.on_finished is not None:
+            try:
+                self.on_finished(job)
+            except Exception:
+                log.exception("on_finished hook failed", extra={"job": job.public_id})
 
     def _kick(self, agent: str) -> None:
         if self._stopping:
@@ -266,6 +292,8 @@ class JobService:
             # The rest of the sweep (expiry, waking workers) must not depend on it.
             log.warning("job orphan recovery failed (%s)", type(exc).__name__)
         expired = await self.store.expire_due()
+        for job in expired:
+            self._notify_finished(job)
         if any(job.webhook_url for job in expired):
             self.webhooks.wake()
         for agent in await self.store.agents_with_pending():
@@ -423,6 +451,7 @@ class JobService:
             "job ended",
             extra={"job": job.public_id, "agent": job.agent_name, "state": job.state},
         )
+        self._notify_finished(job)
         if job.webhook_url is not None:
             self.webhooks.wake()
 

@@ -32,6 +32,29 @@ _CALL_ERRORS = {
 }
 
 
+def _secure_console(schema: dict[str, Any]) -> None:
+    """The console's routes check credentials in dependencies (relay.console.access), which
+    FastAPI cannot describe: say here which schemes open them."""
+    schema["components"]["securitySchemes"]["session"] = {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "erp_relay_session",
+        "description": (
+            "An operator's session (POST /v1/admin/session). Requests other than GET/HEAD "
+            "must also send the session's csrf_token as X-CSRF-Token."
+        ),
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if not (path.startswith("/v1/admin/") or path == "/v1/events"):
+            continue
+        for method, operation in operations.items():
+            if path == "/v1/admin/session":
+                if method != "post":
+                    operation["security"] = [{"session": []}]
+                continue
+            operation["security"] = [{"apiKey": []}, {"session": []}]
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -47,9 +70,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components.setdefault("securitySchemes", {})["apiKey"] = {
         "type": "http",
         "scheme": "bearer",
-        "description": "An API key created with `erp-relay keys add`",
+        "description": (
+            "An API key created with `erp-relay keys add` (`--admin` for /v1/admin/; any key "
+            "may follow /v1/events, filtered by its agent grants)"
+        ),
     }
     schemas["Problem"] = PROBLEM_SCHEMA
+    _secure_console(schema)
 
     inputs = [(op.args, "validation") for op in CATALOGUE.values()]
     outputs = [(op.result, "serialization") for op in CATALOGUE.values()]

@@ -16,6 +16,7 @@ import click
 import uvicorn
 
 from relay.app import RelayApp, create_app
+from relay.logs import configure_logging
 from relay.settings import RelaySettings
 from relay.state import RelayState
 
@@ -113,5 +114,5 @@ def serve_command(host: str | None, port: int | None, database_url: str | None) 
     given: dict[str, Any] = {"host": host, "port": port, "database_url": database_url}
     overrides = {k: v for k, v in given.items() if v is not None}
     settings = RelaySettings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    configure_logging(settings)
     run(settings)

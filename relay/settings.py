@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -69,4 +71,18 @@ class RelaySettings(BaseSettings):
     """A replica that stops refreshing its presence is considered dead after this long."""
     presence_refresh_s: float = Field(2.0, gt=0)
 
+    # The operations console (docs/admin-api.md).
+    session_idle_s: float = Field(30 * 60.0, gt=0)
+    """An operator's session ends after this long without a request."""
+    session_max_s: float = Field(12 * 3600.0, gt=0)
+    """An operator's session ends this long after sign-in, however busy."""
+    event_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
+    """How long GET /v1/events can replay an event (Last-Event-ID) and agent history shows it."""
+    event_poll_interval_s: float = Field(0.5, gt=0)
+    """How often each replica reads the events other replicas wrote."""
+
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+    """JSON lines for log collectors; ``text`` for a terminal (docs/observability.md)."""
+    metrics_token: SecretStr | None = None
+    """When set, ``GET /metrics`` wants ``Authorization: Bearer <metrics_token>``."""

@@ -236,6 +236,8 @@ class WebhookSender:
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.on_attempt: Callable[[str], None] = lambda outcome: None
+        """Told each attempt's outcome (delivered, retry, gave_up), for /metrics."""
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             timeout=timeout_s,
@@ -304,11 +306,13 @@ class WebhookSender:
                         error=None,
                         next_attempt_at=None,
                     )
+                    self.on_attempt("delivered")
                     return
                 error = f"the receiver answered {status}"
         attempts = delivery.attempts + 1
         next_at = self._jobs.now() + dt.timedelta(seconds=backoff_s(attempts))
         gave_up = job is None or next_at - delivery.created_at > self._retry_for
+        self.on_attempt("gave_up" if gave_up else "retry")
         log.info(
             "webhook attempt failed",
             extra={"delivery": delivery.id, "attempts": attempts, "gave_up": gave_up},

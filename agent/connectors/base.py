@@ -145,6 +145,14 @@ class ConnectorSession(abc.ABC):
         """
         raise Unsupported(f"{type(self).__name__} cannot look up earlier writes")
 
+    def probe(self) -> None:
+        """Check cheaply that the ERP answers; raise a `ConnectorError` (`ErpUnavailable`
+        when it cannot be reached) if not. The agent calls it every few seconds for its health
+        reports, in a worker's own session, so it must stay cheap. By default it runs the
+        connector's ``ping``; a connector without one is taken to be always reachable."""
+        if "ping" in self._handlers:
+            self.execute("ping", _PING_ARGS, CallContext("ping"))
+
     def interrupt(self) -> None:  # noqa: B027 - optional hook, a no-op is a valid choice
         """Abort the statement running in this session, from another thread, if possible."""
 
@@ -189,7 +197,7 @@ class Connector(abc.ABC):
         """Probe the ERP for `erp-agent check`: reachable, schema as expected, rights."""
         session = self.open_session()
         try:
-            session.execute("ping", _PING_ARGS, CallContext("ping"))
+            session.probe()
         except ConnectorError as exc:
             return [CheckItem("erp database", False, exc.message)]
         finally:

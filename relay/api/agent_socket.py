@@ -19,12 +19,14 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from protocol.errors import CloseCode, ErrorCode, ProtocolError, close_reason
-from protocol.frames import Error, Event, Hello, Result
+from protocol.frames import HEALTH_EVENT, Error, Event, Hello, Result
 from protocol.limits import Limits
 from protocol.session import RelaySession
 from protocol.version import refusal_reason, select_subprotocol
 from relay.auth import bearer_token
+from relay.events import AGENT_CONNECTED, AGENT_DISCONNECTED
 from relay.hub import AgentLink
+from relay.hub.health import LinkHealth
 from relay.problems import Problem
 from relay.state import RelayState, relay_state
 from relay.store.records import AgentIdentity
@@ -42,6 +44,7 @@ async def agent_socket(websocket: WebSocket) -> None:
         identity, subprotocol = await _admit(state, websocket)
     except Problem as problem:
         log.info("agent connection refused", extra={"remote": remote, "code": problem.code})
+        state.metrics.connection_refused(problem.code.value)
         await _deny(websocket, problem)
         return
     await websocket.accept(subprotocol=subprotocol)
@@ -55,10 +58,24 @@ async def agent_socket(websocket: WebSocket) -> None:
         return
     reason = "agent disconnected"
     state.hub.add(link)
+    state.metrics.connections_opened.inc()
     if state.cluster is not None:
         state.cluster.agent_connected(link)
     if state.jobs is not None:
         state.jobs.agent_connected(link.agent)
+    state.publish(
+        AGENT_CONNECTED,
+        link.agent,
+        {
+            "session_id": link.session_id,
+            "replica": state.replica_id,
+            "remote_address": link.remote,
+            "agent_version": link.hello.agent_version,
+            "connector": link.hello.connector,
+            "erp": link.hello.erp,
+            "slot": link.hello.slot,
+        },
+    )
     log.info(
         "agent connected",
         extra={
@@ -71,18 +88,28 @@ async def agent_socket(websocket: WebSocket) -> None:
     )
     await _note_seen(state, link)
     try:
-        reason = await _serve(websocket, session, link)
+        reason = await _serve(state, websocket, session, link)
     except ProtocolError as exc:
         reason = exc.reason
         await _protocol_error(websocket, identity, remote, exc)
     finally:
         link.close(f"connection closed: {reason}")
         state.hub.remove(link)
+        state.metrics.connections_closed.inc()
         if state.cluster is not None:
             state.cluster.agent_disconnected(link)
         log.info(
             "agent disconnected",
             extra={"agent": link.agent, "session": link.session_id, "reason": reason},
+        )
+        state.publish(
+            AGENT_DISCONNECTED,
+            link.agent,
+            {
+                "session_id": link.session_id,
+                "replica": state.replica_id,
+                "reason": link.drop_reason or ("goaway" if link.leaving else reason),
+            },
         )
         await _note_seen(state, link)
 
@@ -154,6 +181,7 @@ async def _handshake(
         send=send_bytes,
         remote=remote,
         close_socket=close_socket,
+        token_public_id=identity.token_public_id,
     )
     welcome = session.welcome(
         link.session_id, state.version, int(time.time() * 1000), replica=state.replica_id
@@ -162,7 +190,9 @@ async def _handshake(
     return link
 
 
-async def _serve(websocket: WebSocket, session: RelaySession, link: AgentLink) -> str:
+async def _serve(
+    state: RelayState, websocket: WebSocket, session: RelaySession, link: AgentLink
+) -> str:
     """Route the agent's frames until it leaves; returns why it ended."""
     # The raw ASGI receive: Starlette's wrapper re-checks the socket state on every frame.
     receive = websocket._receive
@@ -175,7 +205,22 @@ async def _serve(websocket: WebSocket, session: RelaySession, link: AgentLink) -
         if isinstance(frame, Result | Error):
             link.deliver(frame)
         elif isinstance(frame, Event):
-            log.info("agent event", extra={"agent": link.agent, "kind": frame.kind})
+            if frame.kind == HEALTH_EVENT:
+                _note_health(state, link, frame)
+            else:
+                log.info("agent event", extra={"agent": link.agent, "kind": frame.kind})
+
+
+def _note_health(state: RelayState, link: AgentLink, frame: Event) -> None:
+    health = LinkHealth.from_event(frame.data)
+    if health is None:
+        log.info("unreadable health event", extra={"agent": link.agent})
+        return
+    previous, link.health = link.health, health
+    if previous is None or previous.erp != health.erp:
+        log.info("agent health", extra={"agent": link.agent, "erp": health.erp})
+        if state.fleet is not None:
+            state.fleet.health_changed()
 
 
 async def _protocol_error(

@@ -34,14 +34,17 @@ from starlette.types import Receive, Scope, Send
 
 from protocol.errors import ErrorCode, parse_error_code
 from protocol.frames import Error, Result
+from protocol.logs import REQUEST_ID
 from protocol.operations import Operation
 from relay.api.admission import authorize, read_arguments, validate_arguments
 from relay.cluster.bus import NotDelivered, RemoteLink
 from relay.hub import CallerGone, CallTarget, CallTimedOut, LinkClosed
 from relay.idempotency import REPLAYED_HEADER, agent_key
+from relay.logs import log_call
 from relay.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
 from relay.state import RelayState
 from relay.store.idempotency import Claim
+from relay.store.models import DOCUMENT_MAX
 from relay.store.records import ApiKeyRecord, CallLogRow
 
 log = logging.getLogger("relay.calls")
@@ -79,11 +82,13 @@ async def handle_call(
         if name in _WANTED:
             headers[name] = value.decode("latin-1")
     request_id = _request_id(headers.get(b"x-request-id"))
+    REQUEST_ID.set(request_id)  # every line logged for this call carries it
     key: ApiKeyRecord | None = None
     status, code = 500, ErrorCode.INTERNAL_ERROR.value
+    document: str | None = None
     try:
         key = await state.keys.authenticate(headers.get(b"authorization"))
-        status = await _call(
+        status, document = await _call(
             state, scope, receive, send, headers, key, agent, operation, request_id, started
         )
         code = ""
@@ -114,7 +119,11 @@ async def handle_call(
             PROBLEM_MEDIA_TYPE,
         )
     finally:
+        state.metrics.call_ended(operation, status, code, time.perf_counter() - started)
+        log_call(agent, operation, status, code, started)
         if key is not None:
+            duration_ms = (time.perf_counter() - started) * 1000
+            state.stats.record(agent, code or None, duration_ms)
             state.calllog.record(
                 CallLogRow(
                     at=datetime.now(UTC),
@@ -123,8 +132,9 @@ async def handle_call(
                     operation=operation[:64],
                     status=status,
                     code=code or None,
-                    duration_ms=(time.perf_counter() - started) * 1000,
+                    duration_ms=duration_ms,
                     request_id=request_id,
+                    document=document,
                 )
             )
 
@@ -169,7 +179,8 @@ async def _call(
     operation_name: str,
     request_id: str,
     started: float,
-) -> int:
+) -> tuple[int, str | None]:
+    """Answer the call; returns the status and, for a write, the ERP document number."""
     operation = authorize(key, agent, operation_name)
     timeout = _timeout(scope, state)
     idempotency_key = _idempotency_key(headers.get(b"idempotency-key"))
@@ -196,7 +207,7 @@ async def _call(
     frame = await _forward(
         state, receive, agent, operation, body, idempotency_key, request_id, timeout, _Delivery()
     )
-    timing = _timing(frame, started)
+    timing = _timing(frame, started, state, operation.name)
     if isinstance(frame, Result):
         value = frame.value
         if caller_key is not None:
@@ -205,7 +216,7 @@ async def _call(
             if isinstance(value, dict) and "idempotency_key" in value:
                 value = {**value, "idempotency_key": caller_key}
         await _send(send, 200, orjson.dumps(value), request_id, timing)
-        return 200
+        return 200, None
     raise _agent_problem(frame, timing)
 
 
@@ -260,6 +271,8 @@ async def _forward(
                 raise _offline(agent) from None
             continue
         delivery.maybe = delivery.maybe or not isinstance(target, RemoteLink)
+        if isinstance(target, RemoteLink):
+            state.metrics.forwarded.inc()
         remaining = max(deadline - time.monotonic(), 0.001)
         failover = not operation.writes and not last
         try:
@@ -301,8 +314,11 @@ def _scope_status_key(api_key_public_id: str, body: bytes) -> tuple[str, bytes]:
     return caller_key, orjson.dumps(args)
 
 
-def _timing(frame: Result | Error, started: float) -> dict[str, str]:
+def _timing(
+    frame: Result | Error, started: float, state: RelayState, operation: str
+) -> dict[str, str]:
     total_ms = (time.perf_counter() - started) * 1000
+    state.metrics.answered(operation, total_ms, frame.agent_ms, frame.erp_ms)
     return {
         "Server-Timing": (
             f"relay;dur={max(total_ms - frame.agent_ms, 0.0):.3f}, "
@@ -345,7 +361,7 @@ async def _write(
     timeout_s: float,
     request_id: str,
     started: float,
-) -> int:
+) -> tuple[int, str | None]:
     """A write: claim the Idempotency-Key, forward at most once per outcome, keep the answer.
 
     See `relay.idempotency` and docs/guarantees.md ("Idempotent writes at the relay").
@@ -383,7 +399,7 @@ async def _write(
             {REPLAYED_HEADER: "true"},
             record.content_type or "application/json",
         )
-        return record.status
+        return record.status, None
 
     delivery = _Delivery()
     try:
@@ -401,12 +417,12 @@ async def _write(
     except BaseException:
         await _settle(service.unknown(ticket) if delivery.maybe else service.release(ticket))
         raise
-    timing = _timing(frame, started)
+    timing = _timing(frame, started, state, operation.name)
     if isinstance(frame, Result):
         payload = orjson.dumps(frame.value)
         await _settle(service.finish(ticket, 200, "application/json", payload))
         await _send(send, 200, payload, request_id, timing)
-        return 200
+        return 200, _document(frame.value, payload)
     problem = _agent_problem(frame, timing)
     if _definite(problem.code):
         stored = problem_body(
@@ -420,6 +436,16 @@ async def _write(
     else:
         await _settle(service.unknown(ticket))
     raise problem
+
+
+def _document(value: Any, payload: bytes) -> str | None:
+    """The ERP document number a write created (an order's ``number``), for the call log;
+    nothing else of the result is kept. A result forwarded by another replica is still JSON
+    text (a fragment), parsed here: writes are rare and already cost database round trips."""
+    if isinstance(value, orjson.Fragment):
+        value = orjson.loads(payload)
+    number = value.get("number") if isinstance(value, dict) else None
+    return number[:DOCUMENT_MAX] if isinstance(number, str) else None
 
 
 async def _settle(update: Coroutine[Any, Any, None]) -> None:

@@ -128,7 +128,7 @@ async def cancel_job(
     key: Key, state: State, job_id: Annotated[str, Path(max_length=64)]
 ) -> Response:
     try:
-        job = await _service(state).store.cancel(job_id, key.public_id)
+        job = await _service(state).cancel(job_id, key.public_id)
     except JobNotFound:
         raise Problem(ErrorCode.JOB_NOT_FOUND, "no such job") from None
     except JobNotCancellable as exc:

@@ -16,8 +16,10 @@ Messages are a one-line JSON header, a newline, and a JSON payload (call argumen
 value or an error's details), forwarded as bytes without being parsed in between.
 
 The broadcast channel (``{prefix}:broadcast``) carries what every replica must hear: a job was
-accepted for an agent (the replica holding it delivers), and a connection was replaced by a
-newer one of the same agent process and slot (the replica holding the old one closes it).
+accepted for an agent (the replica holding it delivers), a connection was replaced by a
+newer one of the same agent process and slot (the replica holding the old one closes it), an
+operator disconnected a connection, or revoked an agent or one of its tokens (the replicas
+holding its connections close them).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from redis.exceptions import RedisError
 from protocol.backoff import backoff
 from protocol.errors import ErrorCode
 from protocol.frames import Error, JSONValue, Result
+from protocol.operations import CATALOGUE
 from relay.hub import Hub, LinkClosed
 
 log = logging.getLogger("relay.cluster")
@@ -220,6 +223,13 @@ class CallBus:
             }
         )
 
+    async def announce_disconnect(self, agent: str, session: str) -> None:
+        await self._publish_broadcast({"k": "disconnect", "agent": agent, "session": session})
+
+    async def announce_revoked(self, agent: str, token: str | None) -> None:
+        """`token` None: the agent itself was revoked, with all its tokens."""
+        await self._publish_broadcast({"k": "revoked", "agent": agent, "token": token})
+
     async def _publish_broadcast(self, header: dict[str, Any]) -> None:
         try:
             await self._redis.publish(self._broadcast, _encode(header))
@@ -280,6 +290,11 @@ class CallBus:
                 int(header["slot"]),
                 str(header["session"]),
             )
+        elif kind == "disconnect":
+            self._hub.disconnect(str(header["agent"]), str(header["session"]))
+        elif kind == "revoked":
+            token = header.get("token")
+            self._hub.revoke(str(header["agent"]), None if token is None else str(token))
 
     def _answered(self, kind: str, header: dict[str, Any], payload: bytes) -> None:
         entry = self._waiting.pop(int(header["uid"]), None)
@@ -331,25 +346,28 @@ class CallBus:
     ) -> tuple[dict[str, Any], bytes]:
         agent, operation = str(header["agent"]), str(header["op"])
         deadline_ms = int(header["deadline_ms"])
-        link = self._hub.pick(agent, operation)
-        if link is None:
-            if self._hub.is_online(agent):
-                reply |= {
-                    "k": "error",
-                    "code": ErrorCode.OPERATION_NOT_SUPPORTED.value,
-                    "message": f"the ERP connector of agent {agent!r} does not support {operation}",
-                    "agent_ms": 0.0,
-                    "erp_ms": 0.0,
-                }
-                return reply, b"null"
-            gone = {"k": "gone", "reason": f"agent {agent!r} is not connected"}
-            return reply | gone | {"moving": self._hub.is_moving(agent)}, b"null"
-        try:
-            call_id, future = await link.start_call(
-                operation, orjson.Fragment(args), deadline_ms, header.get("key"), header.get("req")
-            )
-        except LinkClosed as exc:
-            return reply | {"k": "gone", "reason": str(exc)}, b"null"
+        while True:
+            link = self._hub.pick(agent, operation)
+            if link is None:
+                return self._not_here(agent, operation, reply), b"null"
+            try:
+                call_id, future = await link.start_call(
+                    operation,
+                    orjson.Fragment(args),
+                    deadline_ms,
+                    header.get("key"),
+                    header.get("req"),
+                )
+                break
+            except LinkClosed as exc:
+                # The socket failed as the frame went out (the agent was closing it: a link
+                # leaving to be placed on another replica, a dying one). The link is closed
+                # now, so the next pick skips it: a read tries this replica's other
+                # connections, as a call entering here would. A write's outcome is unknown,
+                # as on the local path (relay.api.calls); the caller retries with its key.
+                operation_spec = CATALOGUE.get(operation)
+                if operation_spec is None or operation_spec.writes:
+                    return reply | {"k": "lost", "reason": str(exc)}, b"null"
         try:
             async with asyncio.timeout(max(deadline_ms / 1000 - time.time(), 0) + _GRACE_S):
                 frame = await future
@@ -363,3 +381,17 @@ class CallBus:
             return reply | {"k": "result"} | timing, orjson.dumps(frame.value)
         error = {"k": "error", "code": frame.code, "message": frame.message}
         return reply | error | {"retryable": frame.retryable} | timing, orjson.dumps(frame.details)
+
+    def _not_here(self, agent: str, operation: str, reply: dict[str, Any]) -> dict[str, Any]:
+        """The answer when no connection here takes the call: the agent's connector lacks the
+        operation, or the agent is not (or no longer) connected here."""
+        if self._hub.is_online(agent):
+            return reply | {
+                "k": "error",
+                "code": ErrorCode.OPERATION_NOT_SUPPORTED.value,
+                "message": f"the ERP connector of agent {agent!r} does not support {operation}",
+                "agent_ms": 0.0,
+                "erp_ms": 0.0,
+            }
+        gone = {"k": "gone", "reason": f"agent {agent!r} is not connected"}
+        return reply | gone | {"moving": self._hub.is_moving(agent)}

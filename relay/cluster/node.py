@@ -92,6 +92,22 @@ class ClusterNode:
             "redis": "ok" if self.healthy else f"unreachable {self.presence.last_error}".strip(),
         }
 
+    # The operations console (relay/fleet.py)
+
+    def publish_view(self, report: Callable[[], bytes]) -> None:
+        """Write ``report()`` as this replica's fleet view at every presence renewal."""
+        self.presence.report = report
+
+    def view_changed(self) -> None:
+        self.presence.refresh()
+
+    async def fleet_views(self) -> dict[str, bytes] | None:
+        """The other live replicas' fleet views; None when Redis cannot say."""
+        try:
+            return await self.presence.views()
+        except (RedisError, OSError):
+            return None
+
     # Routing
 
     async def route(
@@ -140,6 +156,16 @@ class ClusterNode:
 
     def agent_disconnected(self, link: AgentLink) -> None:
         self.presence.agent_changed(link.agent)
+
+    def disconnect(self, agent: str, session_id: str) -> None:
+        """Close a connection wherever it is held (an operator's disconnect)."""
+        self._hub.disconnect(agent, session_id)
+        self._spawn(self.bus.announce_disconnect(agent, session_id))
+
+    def revoked(self, agent: str, token_public_id: str | None) -> None:
+        """Close, on every replica, the connections of a revoked token (None: agent)."""
+        self._hub.revoke(agent, token_public_id)
+        self._spawn(self.bus.announce_revoked(agent, token_public_id))
 
     def announce_job(self, agent: str) -> None:
         if not self._hub.is_online(agent):

@@ -1,6 +1,6 @@
 """Presence in Redis: which replicas are alive and which replica holds which agent.
 
-Two kinds of keys under the cluster's prefix:
+Three kinds of keys under the cluster's prefix:
 
 - ``{prefix}:replicas``, a sorted set: member = replica id, score = the instant (Redis server
   clock, ms) its presence lapses. Every replica renews its own score every
@@ -11,6 +11,10 @@ Two kinds of keys under the cluster's prefix:
   deleted when its last one closes; 0 while the replica is moving the agent away (it sent
   goaway while shutting down), so that every replica knows to wait for the agent to reappear
   instead of answering 503. Entries of dead replicas are dropped by the next lookup.
+
+- ``{prefix}:fleet:{replica}``, a string with the TTL of presence: the replica's view for the
+  operations console (its connections, their health, its call statistics; `report`, built by
+  `relay.fleet`), rewritten at every renewal, so a dead replica's view lapses with it.
 
 Redis keeps nothing on disk in a typical deployment. When it restarts, every replica notices on
 its next renewal (its own member was missing) and writes all of its agents again, so routing
@@ -94,6 +98,8 @@ class Presence:
         self._ttl_ms = int(ttl_s * 1000)
         self._refresh_s = min(refresh_s, ttl_s / 2)
         self._on_tick = on_tick
+        self.report: Callable[[], bytes] | None = None
+        """This replica's fleet view, written at every renewal when set."""
         self._replicas_key = f"{prefix}:replicas"
         self._renew = redis.register_script(_RENEW)
         self._live = redis.register_script(_LIVE)
@@ -113,6 +119,9 @@ class Presence:
 
     def agent_key(self, agent: str) -> str:
         return f"{self._prefix}:agent:{agent}"
+
+    def fleet_key(self, replica: str) -> str:
+        return f"{self._prefix}:fleet:{replica}"
 
     # Membership
 
@@ -140,7 +149,23 @@ class Presence:
                 moving = True
         return holders, moving
 
+    async def views(self) -> dict[str, bytes]:
+        """The fleet views of the other live replicas, by replica id.
+
+        Raises `RedisError` or `OSError` when Redis cannot be asked.
+        """
+        live = await self._live(keys=[self._replicas_key])
+        others = [r for r in map(_text, live) if r != self._replica_id]
+        if not others:
+            return {}
+        values = await self._redis.mget([self.fleet_key(r) for r in others])
+        return {r: v for r, v in zip(others, values, strict=True) if isinstance(v, bytes)}
+
     # Life cycle
+
+    def refresh(self) -> None:
+        """Something in this replica's fleet view changed: renew (and write it) soon."""
+        self._wake.set()
 
     def agent_changed(self, agent: str) -> None:
         """A connection of `agent` opened or closed here: publish the new count soon."""
@@ -162,6 +187,7 @@ class Presence:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(self._replicas_key, self._replica_id)
+                pipe.delete(self.fleet_key(self._replica_id))
                 for agent in self._held_agents():
                     pipe.hdel(self.agent_key(agent), self._replica_id)
                 await pipe.execute()
@@ -192,6 +218,9 @@ class Presence:
                 if int(new) == 1 and self.last_renewal:
                     log.warning("presence was missing in Redis: publishing all agents again")
             await self._publish(changed)
+            view = self._view()
+            if view is not None:
+                await self._redis.set(self.fleet_key(self._replica_id), view, px=self._ttl_ms)
         except BaseException:
             self._changed |= changed
             raise
@@ -217,6 +246,16 @@ class Presence:
                 else:
                     pipe.hdel(self.agent_key(agent), self._replica_id)
             await pipe.execute()
+
+    def _view(self) -> bytes | None:
+        """`report`'s view; a failure there must not stop presence, which routing needs."""
+        if self.report is None:
+            return None
+        try:
+            return self.report()
+        except Exception:
+            log.exception("could not build this replica's fleet view")
+            return None
 
     def _lost(self, exc: BaseException) -> None:
         if self.healthy:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from protocol.frames import Error, Hello, JSONValue, Result
 from protocol.session import RelaySession
+from relay.hub.health import LinkHealth
 
 SendBytes = Callable[[bytes], Awaitable[None]]
 CloseSocket = Callable[[int, str], Coroutine[Any, Any, None]]
@@ -59,12 +60,15 @@ class AgentLink:
         "calls",
         "closed",
         "connected_at",
+        "drop_reason",
         "errors",
+        "health",
         "hello",
         "leaving",
         "remote",
         "session",
         "session_id",
+        "token_public_id",
         "waiters",
     )
 
@@ -78,8 +82,11 @@ class AgentLink:
         send: SendBytes,
         remote: str,
         close_socket: CloseSocket | None = None,
+        token_public_id: str = "",
     ) -> None:
         self.agent = agent
+        self.token_public_id = token_public_id
+        """The public id of the token the agent authenticated with: revoking it closes this."""
         self._close_socket = close_socket
         self.session_id = session_id
         self.session = session
@@ -93,6 +100,10 @@ class AgentLink:
         """Sent goaway: it finishes its calls but takes no new ones (the agent is moving)."""
         self.calls = 0
         self.errors = 0
+        self.drop_reason: str | None = None
+        """Why the relay ended this connection (`drop`), for the disconnect event."""
+        self.health: LinkHealth | None = None
+        """The agent's last ``health`` event on this connection (None before the first)."""
 
     @property
     def usable(self) -> bool:
@@ -157,7 +168,9 @@ class AgentLink:
                 future.set_exception(LinkClosed(reason))
 
     def drop(self, code: int, reason: str) -> None:
-        """End the connection from the relay's side (a newer one replaced it)."""
+        """End the connection from the relay's side (replaced, revoked, disconnected by an
+        operator)."""
+        self.drop_reason = reason
         self.close(reason)
         if self._close_socket is not None:
             task = asyncio.get_running_loop().create_task(self._close_socket(code, reason))
@@ -179,4 +192,7 @@ class AgentLink:
             "in_flight": self.in_flight,
             "calls": self.calls,
             "errors": self.errors,
+            "rtt_ms": self.health.rtt_ms if self.health else None,
+            "erp_state": self.health.erp if self.health else None,
+            "erp_detail": self.health.detail if self.health else "",
         }

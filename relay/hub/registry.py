@@ -44,6 +44,24 @@ class Hub:
                 dropped += 1
         return dropped
 
+    def disconnect(self, agent: str, session_id: str) -> bool:
+        """Close one connection held here (an operator's disconnect); the agent reconnects."""
+        for link in self._links.get(agent, ()):
+            if link.session_id == session_id and not link.closed:
+                link.drop(CloseCode.DISCONNECTED_BY_OPERATOR, "disconnected by an operator")
+                return True
+        return False
+
+    def revoke(self, agent: str, token_public_id: str | None) -> int:
+        """Close the connections held here that authenticated with a revoked token (every one
+        of the agent's, for `token_public_id` None: the agent was revoked)."""
+        dropped = 0
+        for link in self._links.get(agent, ()):
+            if not link.closed and token_public_id in (None, link.token_public_id):
+                link.drop(CloseCode.CREDENTIALS_REVOKED, "token revoked")
+                dropped += 1
+        return dropped
+
     def remove(self, link: AgentLink) -> None:
         links = self._links.get(link.agent)
         if links is None:

@@ -104,6 +104,14 @@ class JobNotCancellable(Exception):
         self.state = state
 
 
+class JobNotRetryable(Exception):
+    """Only a failed or expired job whose arguments are still kept can be retried."""
+
+    def __init__(self, state: str, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+
+
 _J = models.jobs
 _D = models.webhook_deliveries
 
@@ -339,13 +347,16 @@ class JobStore:
         from_states: tuple[str, ...] = (RUNNING,),
         runner: str | None = None,
     ) -> JobRecord | None:
-        """End a job (succeeded/failed/expired): clear its arguments, queue its webhook.
+        """End a job (succeeded/failed/expired) and queue its webhook. A succeeded job loses
+        its arguments; a failed or expired one keeps them until `purge_results`, so that an
+        operator can `retry` it.
 
         With `runner`, a running job ends only if that replica still holds it (see `release`).
         """
         if state not in (SUCCEEDED, FAILED, EXPIRED):
             raise ValueError(f"not an end state: {state!r}")
         now = self._clock()
+        kept_args = _J.c.args if state in (FAILED, EXPIRED) else None
         condition = sa.and_(_J.c.id == job_id, _J.c.state.in_(from_states))
         if runner is not None:
             condition = sa.and_(condition, sa.or_(_J.c.state != RUNNING, _J.c.runner == runner))
@@ -359,7 +370,7 @@ class JobStore:
                     error_code=error_code,
                     error_message=_clip(error_message, models.ERROR_MESSAGE_MAX),
                     finished_at=now,
-                    args=None,
+                    args=kept_args,
                     not_before=None,
                 )
             )
@@ -403,17 +414,15 @@ class JobStore:
                 expired.append(job)
         return expired
 
-    async def cancel(self, public_id: str, api_key_id: str) -> JobRecord:
-        """pending → cancelled; JobNotFound / JobNotCancellable otherwise."""
+    async def cancel(self, public_id: str, api_key_id: str | None) -> JobRecord:
+        """pending → cancelled; JobNotFound / JobNotCancellable otherwise. `api_key_id` None:
+        whoever created it (an operator's cancel)."""
         now = self._clock()
+        query = sa.select(_J.c.id, _J.c.state).where(_J.c.public_id == public_id)
+        if api_key_id is not None:
+            query = query.where(_J.c.api_key_id == api_key_id)
         async with self._engine.begin() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(_J.c.id, _J.c.state).where(
-                        _J.c.public_id == public_id, _J.c.api_key_id == api_key_id
-                    )
-                )
-            ).one_or_none()
+            row = (await connection.execute(query)).one_or_none()
             if row is None:
                 raise JobNotFound(public_id)
             updated = await connection.execute(
@@ -445,13 +454,53 @@ class JobStore:
             )
             return int(result.rowcount)
 
+    async def retry(self, public_id: str) -> JobRecord:
+        """failed | expired → pending, as if just accepted: attempts from 0, a fresh time to
+        live as long as the first. The job keeps its id, hence its idempotency key
+        ``job:{id}``: a write that did reach the ERP before is answered from the agent's
+        journal, never written twice. JobNotFound / JobNotRetryable otherwise."""
+        now = self._clock()
+        async with self._engine.begin() as connection:
+            row = (
+                await connection.execute(sa.select(_J).where(_J.c.public_id == public_id))
+            ).one_or_none()
+            if row is None:
+                raise JobNotFound(public_id)
+            if row.state not in (FAILED, EXPIRED):
+                raise JobNotRetryable(row.state, f"the job is {row.state}")
+            if row.args is None:
+                raise JobNotRetryable(row.state, "the job's arguments were already erased")
+            updated = await connection.execute(
+                _J.update()
+                .where(_J.c.id == row.id, _J.c.state == row.state, _J.c.args.is_not(None))
+                .values(
+                    state=PENDING,
+                    attempts=0,
+                    expires_at=now + (row.expires_at - row.created_at),
+                    not_before=None,
+                    started_at=None,
+                    finished_at=None,
+                    result=None,
+                    error_code=None,
+                    error_message=None,
+                    runner=None,
+                )
+            )
+            if updated.rowcount != 1:
+                raise JobNotRetryable(row.state, "the job changed meanwhile")
+            return await self._get_by_id(connection, row.id)
+
     async def purge_results(self, finished_before: dt.datetime) -> int:
-        """Forget the results of jobs that ended before `finished_before`."""
+        """Forget the results (and the arguments kept for a retry) of jobs that ended before
+        `finished_before`."""
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 _J.update()
-                .where(_J.c.finished_at < finished_before, _J.c.result.is_not(None))
-                .values(result=None)
+                .where(
+                    _J.c.finished_at < finished_before,
+                    sa.or_(_J.c.result.is_not(None), _J.c.args.is_not(None)),
+                )
+                .values(result=None, args=None)
             )
             return int(result.rowcount)
 

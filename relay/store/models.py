@@ -41,6 +41,7 @@ OPERATION_MAX = 100
 CODE_MAX = 64
 REQUEST_ID_MAX = 128
 REPLICA_ID_MAX = 64
+DOCUMENT_MAX = 64
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):
@@ -119,6 +120,8 @@ api_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
     sa.Column("last_used_at", UTCDateTime, nullable=True),
+    # The key may also use /v1/admin/ (operators' scripts); its grants still limit agent calls.
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 call_log = sa.Table(
@@ -135,6 +138,8 @@ call_log = sa.Table(
     sa.Column("code", sa.String(CODE_MAX), nullable=True),
     sa.Column("duration_ms", sa.Float, nullable=False),
     sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=False),
+    # The ERP document number a write created (e.g. "ZK 12/2026"); never a payload.
+    sa.Column("document", sa.String(DOCUMENT_MAX), nullable=True),
     sa.Index("ix_call_log_agent_name_at", "agent_name", "at"),
     sa.Index("ix_call_log_at", "at"),
 )
@@ -226,4 +231,78 @@ webhook_deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+# The operations console (migration 0005): people who sign in to the dashboard, their browser
+# sessions, the audit log of admin actions, and the event log behind GET /v1/events.
+USERNAME_MAX = 64
+PASSWORD_HASH_MAX = 255
+ROLE_MAX = 16
+ACTOR_MAX = 100
+ACTION_MAX = 64
+TARGET_MAX = 255
+EVENT_KIND_MAX = 64
+
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(USERNAME_MAX), nullable=False, unique=True),
+    # Argon2id, parameters and salt included (relay.console.passwords); never the password.
+    sa.Column("password_hash", sa.String(PASSWORD_HASH_MAX), nullable=False),
+    # 'viewer' | 'admin'
+    sa.Column("role", sa.String(ROLE_MAX), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("disabled_at", UTCDateTime, nullable=True),
+    sa.Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+operator_sessions = sa.Table(
+    "operator_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # SHA-256 of the cookie's secret: a copy of the database opens no session.
+    sa.Column("token_hash", sa.String(HASH_LENGTH), nullable=False, unique=True),
+    sa.Column(
+        "operator_id",
+        sa.Integer,
+        sa.ForeignKey("operators.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("address", sa.String(ADDRESS_MAX), nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    # "operator:<username>" or "api_key:<public id>"
+    sa.Column("actor", sa.String(ACTOR_MAX), nullable=False),
+    # e.g. "agent.create", "agent_token.rotate", "api_key.revoke", "connection.disconnect"
+    sa.Column("action", sa.String(ACTION_MAX), nullable=False),
+    sa.Column("target", sa.String(TARGET_MAX), nullable=True),
+    # What was changed (grants, roles), never a secret.
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.Column("address", sa.String(ADDRESS_MAX), nullable=True),
+    sa.Column("request_id", sa.String(REQUEST_ID_MAX), nullable=True),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    # The event id of GET /v1/events: resuming with Last-Event-ID works on any replica.
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    # "agent.connected" | "agent.disconnected" | "agent.degraded" | "agent.recovered" |
+    # "job.finished" ...
+    sa.Column("kind", sa.String(EVENT_KIND_MAX), nullable=False),
+    sa.Column("agent_name", sa.String(AGENT_NAME_MAX), nullable=True),
+    # Ids, states, reasons, versions; never a payload or personal data.
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Index("ix_events_agent_name_id", "agent_name", "id"),
 )

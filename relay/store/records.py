@@ -45,6 +45,9 @@ class ApiKeyRecord:
     created_at: dt.datetime
     revoked_at: dt.datetime | None
     last_used_at: dt.datetime | None = None
+    admin: bool = False
+    """A key for /v1/admin/ (operators' scripts); its agent and operation grants are unused
+    there."""
 
     @property
     def revoked(self) -> bool:
@@ -73,6 +76,8 @@ class CallLogRow:
     code: str | None
     duration_ms: float
     request_id: str
+    document: str | None = None
+    """The ERP document number a write created; never a payload."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,6 +132,7 @@ def _api_key_record(row: Any) -> ApiKeyRecord:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        admin=bool(row.admin),
     )
 
 
@@ -184,6 +185,11 @@ class Store:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def clock(self) -> Clock:
+        """The time source, shared with the stores built on the same engine."""
+        return self._clock
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -373,9 +379,10 @@ class Store:
     # API keys
 
     async def create_api_key(
-        self, name: str, agents: Iterable[str], operations: Iterable[str]
+        self, name: str, agents: Iterable[str], operations: Iterable[str], *, admin: bool = False
     ) -> NewSecret:
-        """Issue an API key limited to `agents` and `operations` (see `ApiKeyRecord`).
+        """Issue an API key limited to `agents` and `operations` (see `ApiKeyRecord`); an
+        `admin` key may also use /v1/admin/.
 
         Raises ValueError for an empty grant, a bad agent name or an unknown operation.
         """
@@ -392,6 +399,7 @@ class Store:
                     agents=list(agent_grants),
                     operations=list(operation_grants),
                     created_at=self._clock(),
+                    admin=admin,
                 )
             )
         return NewSecret(generated.public_id, generated.plaintext)
@@ -471,6 +479,7 @@ class Store:
                 "code": _clip(row.code, models.CODE_MAX),
                 "duration_ms": row.duration_ms,
                 "request_id": row.request_id[: models.REQUEST_ID_MAX],
+                "document": _clip(row.document, models.DOCUMENT_MAX),
             }
             for row in rows
         ]
@@ -509,4 +518,5 @@ def _api_key_columns() -> tuple[sa.Column[Any], ...]:
         keys.c.created_at,
         keys.c.revoked_at,
         keys.c.last_used_at,
+        keys.c.admin,
     )

@@ -174,3 +174,35 @@ async def test_calls_during_a_drain_wait_for_the_agent_to_move_instead_of_failin
                 assert statuses == [200] * len(statuses), Counter(statuses)
         finally:
             await balancer.stop()
+
+
+async def test_a_forwarded_read_whose_connection_closes_as_it_is_sent_takes_another_one(
+    cluster: Cluster, clients: ClientFor
+) -> None:
+    """Replica a holds two connections of the agent; the one a forwarded call picks is being
+    closed by the agent (a link leaving to be placed on another replica) as the frame goes
+    out. Replica a runs the read on its other connection instead of answering "not
+    delivered", which made the entering replica give up on a for the rest of the call (the
+    drain race of issue 4: a 503 after waiting out the move window)."""
+    async with (
+        cluster.replica("a") as a,
+        cluster.replica("b") as b,
+        run_agent(a.ws_url, cluster.agent_token, ScriptedConnector(label="first")),
+        run_agent(a.ws_url, cluster.agent_token, ScriptedConnector(label="second")),
+    ):
+        await wait_for(lambda: a.state.hub.count("acme") == 2, what="both connections at a")
+        chosen = a.state.hub.pick("acme", "ping")
+        assert chosen is not None
+        send, close_socket = chosen._send, chosen._close_socket
+        assert close_socket is not None
+
+        async def send_on_a_closing_socket(data: bytes) -> None:
+            await close_socket(1001, "leaving to be placed elsewhere")
+            await send(data)  # refused by the server: the close frame went out first
+
+        chosen._send = send_on_a_closing_socket
+        answer = await clients(b).post("/v1/agents/acme/calls/ping", json={})
+        assert answer.status_code == 200, answer.text
+        assert chosen.closed
+        (other,) = [link for link in a.state.hub.links("acme") if link is not chosen]
+        assert other.calls == 1

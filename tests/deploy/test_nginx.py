@@ -465,14 +465,6 @@ def test_sigterm_to_one_replica_while_calls_run(
         for when, status, text in load.answers
         if status != 200
     ]
-    if connections == 2:
-        # Known open race (issue 4, docs/deployment.md): while the stopped replica's link moves
-        # and lands on the replica that holds the other link, about one call in two thousand
-        # entering the stopped replica waits out the 5 s move window and answers 503 with
-        # Retry-After. Anything else, or more than one, still fails here.
-        failed = [f for f in failed if f[1] != 503 or '"agent_offline"' not in f[2]] + [
-            f for f in failed if f[1] == 503 and '"agent_offline"' in f[2]
-        ][1:]
     assert not failed, (
         f"{len(failed)} of {len(load.answers)} calls failed ({CLUSTER_ASSERTION}; a replica "
         f"that leaves must not fail calls; it exited {exited_at - stopped_at:.3f}s after "

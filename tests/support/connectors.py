@@ -73,6 +73,10 @@ class ScriptedSession(ConnectorSession):
             raise RuntimeError("Kowalski Jan, NIP 5260001246: secret ERP text")
         return Customer(id=args.id or "1", symbol="S", name=self.connector.label)
 
+    def probe(self) -> None:
+        """Always reachable: tests count, block and time this connector's pings, so the
+        agent's health probe must not run them."""
+
     def interrupt(self) -> None:
         self._stop.set()
 
