@@ -28,8 +28,11 @@ EXPECT_TIMEOUT_MS = 15_000
 """How long a UI assertion waits: the dashboard polls every 5 s, events arrive in < 1 s."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Per module, not per session: Playwright's sync API runs an event loop in this thread
+    while it is open, and every asyncio test collected after tests/browser would then fail
+    to start its own."""
     if not CHROMIUM.exists():
         unavailable(f"Chromium not found at {CHROMIUM} (.ci/run installs it)")
     with sync_playwright() as driver:
@@ -37,7 +40,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # The sandbox needs user namespaces a container running as root does not have.
     args = ["--disable-dev-shm-usage", "--disable-gpu"]
