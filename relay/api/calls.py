@@ -119,10 +119,10 @@ async def handle_call(
             PROBLEM_MEDIA_TYPE,
         )
     finally:
-        state.metrics.call_ended(operation, status, code, time.perf_counter() - started)
-        log_call(agent, operation, status, code, started)
+        duration_ms = (time.perf_counter() - started) * 1000  # one reading for every observer
+        state.metrics.call_ended(operation, status, code, duration_ms / 1000)
+        log_call(agent, operation, status, code, duration_ms)
         if key is not None:
-            duration_ms = (time.perf_counter() - started) * 1000
             state.stats.record(agent, code or None, duration_ms)
             state.calllog.record(
                 CallLogRow(

@@ -27,7 +27,7 @@ from relay.api.agents import Key, State
 from relay.jobs import JobService, job_location, job_view
 from relay.problems import Problem
 from relay.state import RelayState
-from relay.store.jobs import JOB_STATES, JobNotCancellable, JobNotFound
+from relay.store.jobs import JOB_STATES, JobNotCancellable, JobNotFound, JobRecord
 from relay.webhooks import WebhookRefused, check_url, key_secret
 
 router = APIRouter(tags=["jobs"])
@@ -127,8 +127,14 @@ async def get_job(key: Key, state: State, job_id: Annotated[str, Path(max_length
 async def cancel_job(
     key: Key, state: State, job_id: Annotated[str, Path(max_length=64)]
 ) -> Response:
+    return _json(job_view(await cancel_pending_job(_service(state), job_id, key.public_id)))
+
+
+async def cancel_pending_job(service: JobService, job_id: str, api_key_id: str | None) -> JobRecord:
+    """Cancel a pending job, or the problem that says why not: one answer for the CRM's
+    ``DELETE /v1/jobs/{id}`` and the operator's cancel (`api_key_id` None: any key's job)."""
     try:
-        job = await _service(state).cancel(job_id, key.public_id)
+        return await service.cancel(job_id, api_key_id)
     except JobNotFound:
         raise Problem(ErrorCode.JOB_NOT_FOUND, "no such job") from None
     except JobNotCancellable as exc:
@@ -137,7 +143,6 @@ async def cancel_job(
             f"only a pending job can be cancelled; this one is {exc.state}",
             state=exc.state,
         ) from None
-    return _json(job_view(job))
 
 
 @router.get("/v1/agents/{agent}/jobs", summary="This key's jobs for one agent, newest first")

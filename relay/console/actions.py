@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from protocol.errors import ErrorCode
+from relay.api.jobs import cancel_pending_job
 from relay.console.audit import AuditTrail
 from relay.jobs import JobService
 from relay.problems import Problem
 from relay.state import RelayState
 from relay.store import AlreadyExists, NewSecret, NotFoundError, Revoked
 from relay.store.fleet import FleetStore
-from relay.store.jobs import JobNotCancellable, JobNotFound, JobNotRetryable, JobRecord
+from relay.store.jobs import JobNotFound, JobNotRetryable, JobRecord
 
 
 def _agent_not_found(name: str) -> Problem:
@@ -138,16 +139,7 @@ class AdminActions:
         return job
 
     async def cancel_job(self, job_id: str) -> JobRecord:
-        try:
-            job = await self._jobs().cancel(job_id, None)
-        except JobNotFound:
-            raise Problem(ErrorCode.JOB_NOT_FOUND, "no such job") from None
-        except JobNotCancellable as exc:
-            raise Problem(
-                ErrorCode.JOB_NOT_CANCELLABLE,
-                f"only a pending job can be cancelled; this one is {exc.state}",
-                state=exc.state,
-            ) from None
+        job = await cancel_pending_job(self._jobs(), job_id, None)
         await self.audit.record("job.cancel", f"job:{job_id}", self._job_details(job))
         return job
 

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.store import models
-from relay.store.errors import AlreadyExists, NotFoundError
+from relay.store.db import stamp_once
+from relay.store.errors import AlreadyExists
 
 Clock = Callable[[], dt.datetime]
 JSONObject = Mapping[str, Any]
@@ -172,15 +173,13 @@ class ConsoleStore:
         """Disable an operator and end their sessions; disabling twice is not an error."""
         operators = models.operators
         async with self._engine.begin() as connection:
-            operator_id = await connection.scalar(
-                sa.select(operators.c.id).where(operators.c.username == username)
-            )
-            if operator_id is None:
-                raise NotFoundError(f"no operator {username!r}")
-            await connection.execute(
-                operators.update()
-                .where(operators.c.id == operator_id, operators.c.disabled_at.is_(None))
-                .values(disabled_at=self._clock())
+            operator_id = await stamp_once(
+                connection,
+                operators.c.username,
+                username,
+                operators.c.disabled_at,
+                self._clock(),
+                "operator",
             )
             await connection.execute(
                 models.operator_sessions.delete().where(

@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from relay.store.errors import SchemaNotCurrent
+from relay.store.errors import NotFoundError, SchemaNotCurrent
 
 log = logging.getLogger("relay.store")
 
@@ -214,3 +214,24 @@ def _known_revision(revision: str) -> bool:
         return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
     except CommandError:
         return False
+
+
+async def stamp_once(
+    connection: AsyncConnection,
+    key: sa.Column[Any],
+    value: object,
+    stamp: sa.Column[Any],
+    now: Any,
+    what: str,
+) -> int:
+    """Set `stamp` (revoked_at, disabled_at) on the row whose `key` is `value`, unless it is
+    set already, and return the row's id: revoking or disabling twice keeps the first instant
+    and is not an error. Raises `NotFoundError` naming `what` when there is no such row."""
+    table = key.table
+    row_id = await connection.scalar(sa.select(table.c.id).where(key == value))
+    if row_id is None:
+        raise NotFoundError(f"no {what} {value!r}")
+    await connection.execute(
+        table.update().where(table.c.id == row_id, stamp.is_(None)).values({stamp.name: now})
+    )
+    return int(row_id)

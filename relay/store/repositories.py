@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from protocol.operations.catalogue import CATALOGUE
 from relay import secrets
 from relay.store import models
-from relay.store.db import check_schema, create_engine
+from relay.store.db import check_schema, create_engine, stamp_once
 from relay.store.errors import AlreadyExists, NotFoundError, Revoked
 from relay.store.records import (
     ALL,
@@ -263,15 +263,9 @@ class Store:
         """Revoke an agent and every one of its tokens. Revoking twice is not an error."""
         now = self._clock()
         async with self._engine.begin() as connection:
-            agent_id = await connection.scalar(
-                sa.select(models.agents.c.id).where(models.agents.c.name == name)
-            )
-            if agent_id is None:
-                raise NotFoundError(f"no agent {name!r}")
-            await connection.execute(
-                models.agents.update()
-                .where(models.agents.c.id == agent_id, models.agents.c.revoked_at.is_(None))
-                .values(revoked_at=now)
+            agents = models.agents
+            agent_id = await stamp_once(
+                connection, agents.c.name, name, agents.c.revoked_at, now, "agent"
             )
             await connection.execute(
                 models.agent_tokens.update()
@@ -284,22 +278,15 @@ class Store:
 
     async def revoke_agent_token(self, public_id: str) -> None:
         """Revoke one token; the agent and its other tokens stay valid."""
-        now = self._clock()
+        tokens = models.agent_tokens
         async with self._engine.begin() as connection:
-            token_id = await connection.scalar(
-                sa.select(models.agent_tokens.c.id).where(
-                    models.agent_tokens.c.public_id == public_id
-                )
-            )
-            if token_id is None:
-                raise NotFoundError(f"no agent token {public_id!r}")
-            await connection.execute(
-                models.agent_tokens.update()
-                .where(
-                    models.agent_tokens.c.id == token_id,
-                    models.agent_tokens.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=now)
+            await stamp_once(
+                connection,
+                tokens.c.public_id,
+                public_id,
+                tokens.c.revoked_at,
+                self._clock(),
+                "agent token",
             )
 
     async def list_agents(self) -> list[AgentRecord]:
@@ -416,15 +403,8 @@ class Store:
         """Revoke a key; revoking twice is not an error."""
         keys = models.api_keys
         async with self._engine.begin() as connection:
-            key_id = await connection.scalar(
-                sa.select(keys.c.id).where(keys.c.public_id == public_id)
-            )
-            if key_id is None:
-                raise NotFoundError(f"no API key {public_id!r}")
-            await connection.execute(
-                keys.update()
-                .where(keys.c.id == key_id, keys.c.revoked_at.is_(None))
-                .values(revoked_at=self._clock())
+            await stamp_once(
+                connection, keys.c.public_id, public_id, keys.c.revoked_at, self._clock(), "API key"
             )
 
     async def authenticate_api_key(self, plaintext: str) -> ApiKeyRecord | None:

@@ -287,6 +287,8 @@ async def test_webhook_is_delivered_signed(creds: Credentials) -> None:
             await asyncio.sleep(0.02)
         (delivery,) = job["webhook"]["deliveries"]
         assert delivery["state"] == "delivered" and delivery["last_status"] == 204
+        metrics = (await client.get("/metrics")).text
+        assert 'erp_relay_webhook_attempts_total{outcome="delivered"} 1.0' in metrics
 
 
 async def test_failed_webhook_attempts_stay_visible(creds: Credentials) -> None:
@@ -313,6 +315,8 @@ async def test_failed_webhook_attempts_stay_visible(creds: Credentials) -> None:
         (delivery,) = job["webhook"]["deliveries"]
         assert delivery["state"] == "pending" and delivery["last_status"] == 500
         assert delivery["next_attempt_at"] and "500" in delivery["last_error"]
+        metrics = (await client.get("/metrics")).text
+        assert 'erp_relay_webhook_attempts_total{outcome="retry"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(

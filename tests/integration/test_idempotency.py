@@ -30,20 +30,13 @@ from relay.store.idempotency import (
     IdempotencyState,
 )
 from relay.store.models import idempotency_keys, metadata
+from tests.support.clock import Clock
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 WEEK = dt.timedelta(days=7)
 STALE = dt.timedelta(seconds=150)
 FP = fingerprint("acme", "orders.create", b'{"a": 1}')
 OTHER_FP = fingerprint("acme", "orders.create", b'{"a": 2}')
-
-
-class FakeClock:
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -236,7 +229,7 @@ async def test_twenty_concurrent_takeovers_have_one_winner(repo: IdempotencyRepo
 async def test_service_round_trip_and_purger(database_url: str) -> None:
     await upgrade(database_url)
     engine = create_engine(database_url)
-    clock = FakeClock()
+    clock = Clock(T0)
     service = Idempotency(
         IdempotencyRepository(engine), retention_s=3600, stale_after_s=150, clock=clock
     )

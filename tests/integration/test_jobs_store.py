@@ -20,25 +20,15 @@ from relay.store.jobs import (
     JobNotFound,
     JobStore,
 )
+from tests.support.clock import Clock
 
 DAY = dt.timedelta(days=1)
 RUNNER = "replica-a"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC))
 
 
 @pytest.fixture

@@ -28,23 +28,16 @@ from relay.store import (
 )
 from relay.store.db import alembic_config, current_revision, downgrade
 from relay.store.models import metadata
+from tests.support.clock import Clock
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-class FakeClock:
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
 async def clocked(database_url: str) -> Any:
     """A store on a migrated database whose clock the test moves."""
     await upgrade(database_url)
-    clock = FakeClock()
+    clock = Clock(T0)
     store = await Store.open(database_url, clock=clock)
     try:
         yield store, clock

@@ -1,6 +1,7 @@
 // Pieces every screen uses: the flash line, the live announcer, the confirm dialog, tables that
 // turn into cards on a phone, state badges, and the box that shows a new secret once.
 
+import { del } from "./api.js";
 import { h, put } from "./dom.js";
 import { formatDateTime, formatRelative, t } from "./i18n.js";
 
@@ -161,6 +162,30 @@ export function actionButton(label, action, { danger = false, attrs = {} } = {})
     }
   });
   return button;
+}
+
+/**
+ * The actions column of a list of credentials (tokens, API keys): nothing once revoked, else a
+ * Revoke button that asks `question(row)`, sends DELETE `path(row)`, says `done(row)` and
+ * awaits `after()` (a refresh).
+ */
+export function revokeColumn({ question, path, done, after, attrs = () => ({}) }) {
+  return [
+    t("col.actions"),
+    (row) =>
+      row.revoked_at
+        ? "–"
+        : actionButton(
+            t("action.revoke"),
+            async () => {
+              if (!(await confirmAction(question(row), t("action.revoke")))) return;
+              await del(path(row));
+              flash(done(row), "success");
+              await after();
+            },
+            { danger: true, attrs: attrs(row) },
+          ),
+  ];
 }
 
 /** A cell with a relative time and the exact one on hover and for screen readers. */

@@ -11,6 +11,7 @@ import {
   confirmAction,
   flash,
   flashError,
+  revokeColumn,
   secretBox,
   section,
   stateBadge,
@@ -133,18 +134,15 @@ export function agentView(main, ctx, name) {
       [t("col.revoked"), (k) => (k.revoked_at ? formatDateTime(k.revoked_at) : t("token.active"))],
     ];
     if (ctx.isAdmin) {
-      columns.push([
-        t("col.actions"),
-        (k) =>
-          k.revoked_at
-            ? "–"
-            : actionButton(t("action.revoke"), async () => {
-                if (!(await confirmAction(t("confirm.revoke_token", { token: k.public_id }), t("action.revoke")))) return;
-                await del(`${base}/tokens/${seg(k.public_id)}`);
-                flash(t("done.token_revoked", { token: k.public_id }), "success");
-                refresher.now();
-              }, { danger: true, attrs: { dataset: { token: k.public_id } } }),
-      ]);
+      columns.push(
+        revokeColumn({
+          question: (k) => t("confirm.revoke_token", { token: k.public_id }),
+          path: (k) => `${base}/tokens/${seg(k.public_id)}`,
+          done: (k) => t("done.token_revoked", { token: k.public_id }),
+          after: () => refresher.now(),
+          attrs: (k) => ({ dataset: { token: k.public_id } }),
+        }),
+      );
     }
     put(tokens.body, table(columns, agent.tokens || [], { caption: t("agent.tokens") }));
   }

@@ -1,10 +1,10 @@
 // API keys: everyone signed in sees the list; admins create keys (grants, admin flag; the key
 // is shown once) and revoke them.
 
-import { del, get, post, seg } from "../api.js";
+import { get, post, seg } from "../api.js";
 import { h, put } from "../dom.js";
 import { formatDateTime, t } from "../i18n.js";
-import { actionButton, confirmAction, flash, flashError, secretBox, table, timeCell } from "../ui.js";
+import { flashError, revokeColumn, secretBox, table, timeCell } from "../ui.js";
 import { adminForm, field } from "./form.js";
 
 /** "a, b" → ["a", "b"]; empty → ["*"] (everything), as the CLI does. */
@@ -37,18 +37,14 @@ export function apiKeysView(main, ctx) {
       [t("col.revoked"), (k) => (k.revoked_at ? formatDateTime(k.revoked_at) : t("token.active"))],
     ];
     if (ctx.isAdmin) {
-      columns.push([
-        t("col.actions"),
-        (k) =>
-          k.revoked_at
-            ? "–"
-            : actionButton(t("action.revoke"), async () => {
-                if (!(await confirmAction(t("confirm.revoke_key", { key: k.public_id, name: k.name }), t("action.revoke")))) return;
-                await del(`/v1/admin/api-keys/${seg(k.public_id)}`);
-                flash(t("done.key_revoked", { key: k.public_id }), "success");
-                await load();
-              }, { danger: true }),
-      ]);
+      columns.push(
+        revokeColumn({
+          question: (k) => t("confirm.revoke_key", { key: k.public_id, name: k.name }),
+          path: (k) => `/v1/admin/api-keys/${seg(k.public_id)}`,
+          done: (k) => t("done.key_revoked", { key: k.public_id }),
+          after: load,
+        }),
+      );
     }
     put(body, table(columns, answer.api_keys, { caption: t("keys.title"), empty: t("keys.empty") }));
   }
