@@ -1,21 +1,25 @@
-"""``erp-agent``: run the agent, or check its configuration before installing it as a service."""
+"""``erp-agent``: run the agent, check its configuration before installing it as a service, or
+show what the running agent is doing (``status``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from agent import status as agent_status
 from agent.connectors.base import CheckItem, Connector
 from agent.connectors.registry import load
 from agent.link import ConnectFailed, LinkStatus, run_link
 from agent.logs import configure_logging
-from agent.settings import AgentSettings, load_settings
+from agent.settings import AgentSettings, default_journal_path, load_settings
 from agent.supervisor import Supervisor
 
 CONFIG_OPTION = click.option(
@@ -49,16 +53,64 @@ def run(config_path: Path | None) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings)
-    asyncio.run(_run(settings, connector))
+    asyncio.run(_run(settings, connector, config_path, configure_logging))
 
 
-async def _run(settings: AgentSettings, connector: Connector) -> None:
-    supervisor = Supervisor(settings, connector)
+async def _run(
+    settings: AgentSettings,
+    connector: Connector,
+    config_path: Path | None = None,
+    relog: Callable[[AgentSettings], object] | None = None,
+) -> None:
+    """``relog`` sets logging up again after a config reload (as it was set up at start)."""
+    supervisor = Supervisor(settings, connector, config_path=config_path, relog=relog)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers here
             loop.add_signal_handler(sig, supervisor.stop)
+    hangup = getattr(signal, "SIGHUP", None)  # not on Windows: the file watch reloads there
+    if hangup is not None:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(hangup, supervisor.request_reload)
     await supervisor.run()
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the status snapshot as JSON.")
+@click.option(
+    "--status-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Read this status file instead of the one the config names.",
+)
+def status(config_path: Path | None, as_json: bool, status_file: Path | None) -> None:
+    """Show what the running agent is doing: connections, last calls, errors.
+
+    Exit status: 0 running and connected, 1 running but no connection to the relay, 3 not
+    running (as LSB init scripts' status)."""
+    path = status_file
+    if path is None:
+        try:
+            path = load_settings(config_path).status_file()
+        except ValueError as exc:
+            # A broken config is when the status matters most (the agent runs on its old one)
+            path = default_journal_path().with_name("status.json")
+            click.echo(f"the config cannot be read ({exc}); reading {path}", err=True)
+    try:
+        data = agent_status.read(path)
+    except agent_status.NotRunning as exc:
+        click.echo(f"not running: {exc}", err=True)
+        sys.exit(3)
+    stopped = agent_status.why_not_running(data)
+    if as_json:
+        click.echo(json.dumps({**data, "not_running": stopped}, indent=1))
+    else:
+        click.echo(agent_status.render(data))
+    if stopped is not None:
+        click.echo(f"NOT RUNNING: {stopped}", err=True)
+        sys.exit(3)
+    sys.exit(0 if any(link.get("connected") for link in data.get("links", [])) else 1)
 
 
 @main.command()
@@ -97,11 +149,12 @@ async def _check_relay(settings: AgentSettings, connector: Connector) -> list[Ch
     """Open each configured link once, as `run` would, all at once."""
     supervisor = Supervisor(settings, connector)
     try:
-        return list(
+        items = list(
             await asyncio.gather(
                 *(_probe_link(settings, supervisor, status) for status in supervisor.links)
             )
         )
+        return items + _clock_items(supervisor.links)
     finally:
         supervisor.executor.close()
         supervisor.journal.close()
@@ -121,7 +174,9 @@ async def _probe_link(
         if status.connected:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            where = f"{status.url}, replica {status.replica}" if status.replica else status.url
+            route = "" if status.route == "direct" else f" through proxy {status.route}"
+            where = f"{status.url}{route}"
+            where += f", replica {status.replica}" if status.replica else ""
             return (
                 f"connected to {where}, session {status.session_id}, "
                 f"clock skew {status.clock_skew_ms} ms"
@@ -135,3 +190,111 @@ async def _probe_link(
         return CheckItem(name, True, detail)
     except (ConnectFailed, TimeoutError, ValueError) as exc:
         return CheckItem(name, False, str(exc) or "no answer in time")
+
+
+def _clock_items(links: tuple[LinkStatus, ...]) -> list[CheckItem]:
+    """A failed line when this machine's clock is far from the relay's (one line, whichever
+    link measured it): the connection works, but it is a fault to fix before going live."""
+    warnings = sorted({status.clock_warning for status in links if status.clock_warning})
+    return [CheckItem("clock", False, warning) for warning in warnings[:1]]
+
+
+@main.group()
+def service() -> None:
+    """The Windows service (on Linux, the systemd unit in deploy/agent/ does this)."""
+
+
+@contextlib.contextmanager
+def _service_errors() -> Iterator[None]:
+    """A service command's failure as a CLI error. agent.winservice is imported by the
+    commands themselves, only when they run: it pulls pywin32 on Windows."""
+    from agent.winservice import ServiceError
+
+    try:
+        yield
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@service.command("install")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=r"The config the service runs with. Default: %PROGRAMDATA%\ErpRelay\agent.toml.",
+)
+@click.option(
+    "--account",
+    default=None,
+    help=r"Run as this account (DOMAIN\user). Default: the virtual account "
+    r"NT SERVICE\ErpRelayAgent, which has no password to manage.",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A file holding only the --account's password (never on the command line).",
+)
+def service_install(
+    config_path: Path | None, account: str | None, password_file: Path | None
+) -> None:
+    """Install the service: automatic (delayed) start, restarted by Windows after a failure."""
+    from agent import winservice
+
+    with _service_errors():
+        config = config_path or winservice.default_config_file()
+        command = winservice.install(config, account, password_file)
+    click.echo(f"installed service {winservice.SERVICE_NAME}: {command}")
+    click.echo(f"logs in {winservice.default_log_file()}; now `erp-agent service start`")
+
+
+@service.command("uninstall")
+def service_uninstall() -> None:
+    """Stop the service if it runs and remove it (config, journal and logs stay)."""
+    from agent import winservice
+
+    with _service_errors():
+        winservice.uninstall()
+    click.echo(f"removed service {winservice.SERVICE_NAME}")
+
+
+@service.command("start")
+def service_start() -> None:
+    """Start the service and wait until Windows reports it running."""
+    from agent import winservice
+
+    with _service_errors():
+        winservice.start()
+    click.echo(f"service {winservice.SERVICE_NAME} running")
+
+
+@service.command("stop")
+def service_stop() -> None:
+    """Stop the service and wait until it has stopped."""
+    from agent import winservice
+
+    with _service_errors():
+        winservice.stop()
+    click.echo(f"service {winservice.SERVICE_NAME} stopped")
+
+
+@service.command("status")
+def service_status() -> None:
+    """What Windows knows of the service: state, process, account, command line."""
+    from agent import winservice
+
+    with _service_errors():
+        state = winservice.status()
+    for line in state.lines():
+        click.echo(line)
+
+
+@service.command("run", hidden=True)
+@CONFIG_OPTION
+def service_run(config_path: Path | None) -> None:
+    """The command the Service Control Manager starts; not for a console."""
+    from agent import winservice
+
+    with _service_errors():
+        winservice.run(config_path or winservice.default_config_file())

@@ -1,10 +1,11 @@
 """From a call frame to an answer: validate again, honour the deadline, run, map errors.
 
-The agent trusts no relay: it checks that the operation exists and is served here and
-validates the arguments with the same catalogue models before the ERP sees anything. Errors
-are mapped to the stable wire codes in one place; an unexpected exception becomes
-``erp_error`` with a generic message (the ERP's own text may hold personal data) and the
-details go to the local log with the request id.
+The agent trusts no relay: it checks that the operation exists, is served here and is allowed
+by the site (`agent.policy.SitePolicy`: refused before validation, the journal or the ERP see
+the call) and validates the arguments with the same catalogue models before the ERP sees
+anything. Errors are mapped to the stable wire codes in one place; an unexpected exception
+becomes ``erp_error`` with a generic message (the ERP's own text may hold personal data) and
+the details go to the local log with the request id.
 
 Writes (operations marked ``writes`` in the catalogue) that carry an idempotency key go through
 the write journal (`agent/journal.py`): a key already ``done`` is answered with the recorded
@@ -34,6 +35,7 @@ from agent.connectors.base import CallContext, ConnectorError
 from agent.crashpoints import crashpoint
 from agent.executor import Executor, NotStarted, Running
 from agent.journal import Entry, Journal, JournalUnavailable, fingerprint
+from agent.policy import SitePolicy
 from protocol.errors import ErrorCode, parse_error_code
 from protocol.frames import Call, JSONValue
 from protocol.operations import CATALOGUE
@@ -86,11 +88,14 @@ class Dispatcher:
         operations: frozenset[str],
         *,
         journal: Journal | None = None,
+        policy: SitePolicy | None = None,
     ) -> None:
-        """``journal`` makes writes exactly-once (docs/guarantees.md)."""
+        """``journal`` makes writes exactly-once (docs/guarantees.md); ``policy`` is what the
+        site allows of ``operations`` (default: all of them)."""
         self._executor = executor
         self.operations = operations
         self.journal = journal
+        self.policy = policy or SitePolicy.build(operations)
         self._inflight: dict[str, tuple[str, asyncio.Future[Outcome]]] = {}
         """Writes running in this process, by key: their fingerprint and their outcome."""
 
@@ -103,6 +108,18 @@ class Dispatcher:
             return Failure(
                 ErrorCode.OPERATION_NOT_SUPPORTED,
                 f"this agent's connector does not support {call.operation}",
+            )
+        if not self.policy.allows(call.operation):
+            # The relay knows from hello and should never send this: one that does read an
+            # older hello (a reload is under way), is misconfigured, or is not the relay.
+            log.warning(
+                "refused a call the site does not allow",
+                extra={"operation": call.operation, "request_id": call.request_id},
+            )
+            return Failure(
+                ErrorCode.OPERATION_NOT_ALLOWED_BY_SITE,
+                f"the owner of this site does not allow {call.operation} (agent config "
+                "[agent] allow / read_only)",
             )
         try:
             args = operation.args.model_validate(call.args)

@@ -13,21 +13,22 @@ import asyncio
 import contextlib
 import functools
 import logging
-import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+)
 
+from agent.diagnosis import clock_warning, explain_connect_error
 from agent.dispatch import Dispatcher, Success
 from agent.executor import Running
 from agent.health import ErpHealth, report
 from agent.logs import log_call
 from agent.settings import AgentSettings
+from agent.status import Activity, token_public_id
 from protocol.errors import CloseCode, ProtocolError, close_reason
 from protocol.frames import Call, Cancel, GoAway, Hello, Welcome
 from protocol.limits import Limits
@@ -48,6 +49,35 @@ class LinkEnded:
     goaway: GoAway | None = None
     moved: bool = False
     """The agent left on its own after welcome, to be placed on another relay replica."""
+    handed_over: bool = False
+    """The agent sent goaway (`Handover`): the next connection takes over at once."""
+
+
+HANDOVER_GRACE_S = 60.0
+"""How long a connection that sent goaway waits for the relay to close it (the relay closes
+it once its calls are answered, within its own bounded drain) before closing it itself."""
+
+
+class Handover:
+    """A request to one connection to make way for a new one (a new token, a reloaded config).
+
+    The connection sends goaway and keeps answering until the relay has closed it, so no call
+    is lost: the relay stops sending new ones and holds them for the next connection."""
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self._asked = asyncio.Event()
+
+    def ask(self, reason: str) -> None:
+        self.reason = reason
+        self._asked.set()
+
+    @property
+    def asked(self) -> bool:
+        return self._asked.is_set()
+
+    async def wait(self) -> None:
+        await self._asked.wait()
 
 
 Placement = Callable[[Welcome], str | None]
@@ -68,10 +98,19 @@ class LinkStatus:
     """The relay replica holding the connection (empty when the relay does not say)."""
     connected_since: float = 0.0
     clock_skew_ms: int = 0
+    clock_warning: str = ""
+    """Set while the skew measured at welcome is beyond `agent.diagnosis.CLOCK_SKEW_WARN_MS`:
+    what to fix."""
+    route: str = ""
+    """``direct`` or the proxy the connection goes through, its password hidden."""
     last_error: str = ""
     calls: int = 0
     connections: int = 0
     """Connections of this link that opened and have ended."""
+    token_id: str = ""
+    """The public id of the token the connection authenticated with (`token_public_id`)."""
+    activity: Activity = field(default_factory=Activity)
+    """Where answered calls are noted for the status file; the supervisor shares one."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set while a session is open (after welcome), cleared when it ends."""
 
@@ -83,16 +122,22 @@ async def run_link(
     status: LinkStatus,
     placement: Placement | None = None,
     health: ErpHealth | None = None,
+    handover: Handover | None = None,
 ) -> LinkEnded:
     """Connect once and serve until the connection ends; raise `ConnectFailed` if it never opens.
 
-    With ``health``, the connection reports it to the relay (`agent.health.report`)."""
+    With ``health``, the connection reports it to the relay (`agent.health.report`); with
+    ``handover``, it can be asked to make way for a new connection."""
     token = settings.read_token()
+    status.token_id = token_public_id(token)
     relay = settings.relay
     url = status.url = relay.link_url(hello.slot)
+    route = relay.egress(url)
+    status.route = route.shown
     try:
         ws = await connect(
             url,
+            **route.connect_kwargs(),
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             additional_headers={"Authorization": f"Bearer {token}"},
             compression=None,
@@ -104,9 +149,9 @@ async def run_link(
             user_agent_header=f"erp-agent/{hello.agent_version}",
         )
     except Exception as exc:
-        raise ConnectFailed(explain_connect_error(exc, url)) from exc
+        raise ConnectFailed(explain_connect_error(exc, url, route)) from exc
     try:
-        return await _serve(ws, settings, dispatcher, hello, status, placement, health)
+        return await _serve(ws, settings, dispatcher, hello, status, placement, health, handover)
     finally:
         status.connected = False
         status.ready.clear()
@@ -121,10 +166,13 @@ async def _serve(
     status: LinkStatus,
     placement: Placement | None,
     health: ErpHealth | None,
+    handover: Handover | None,
 ) -> LinkEnded:
     session = AgentSession(Limits(max_frame_bytes=settings.relay.max_frame_bytes))
     running: dict[int, tuple[asyncio.Task[None], Running]] = {}
     reporter: asyncio.Task[None] | None = None
+    leaver: asyncio.Task[None] | None = None
+    leave: str | None = None
     try:
         sent_ms = time.time() * 1000
         await ws.send(session.hello(hello))
@@ -136,27 +184,25 @@ async def _serve(
         assert isinstance(welcome, Welcome)
         leave = placement(welcome) if placement is not None else None
         if leave is not None:
-            log.info("leaving to be placed elsewhere", extra={"slot": hello.slot, "reason": leave})
-            await ws.close(CloseCode.NORMAL, close_reason(leave))
-            return LinkEnded(leave, moved=True)
-        status.connected = True
-        status.ready.set()
-        status.session_id = welcome.session_id
-        status.replica = welcome.replica
-        status.connected_since = time.time()
-        status.clock_skew_ms = clock_skew_ms(sent_ms, welcome.time_ms, time.time() * 1000)
-        log.info(
-            "connected to the relay",
-            extra={
-                "slot": hello.slot,
-                "session": welcome.session_id,
-                "replica": welcome.replica,
-                "relay_version": welcome.relay_version,
-                "clock_skew_ms": status.clock_skew_ms,
-            },
-        )
-        if health is not None:
-            reporter = asyncio.create_task(report(ws, session, health))
+            handover = _placed_elsewhere(leave, hello.slot)
+        else:
+            status.connected = True
+            status.ready.set()
+            _welcomed(status, welcome, sent_ms, hello.slot)
+            log.info(
+                "connected to the relay",
+                extra={
+                    "slot": hello.slot,
+                    "session": welcome.session_id,
+                    "replica": welcome.replica,
+                    "relay_version": welcome.relay_version,
+                    "clock_skew_ms": status.clock_skew_ms,
+                },
+            )
+            if health is not None:
+                reporter = asyncio.create_task(report(ws, session, health))
+        if handover is not None:
+            leaver = asyncio.create_task(_hand_over(ws, session, handover, hello.slot))
         async for message in ws:
             frame = session.receive(message)
             if isinstance(frame, Call):
@@ -172,9 +218,8 @@ async def _serve(
                 log.info("relay asked to reconnect", extra={"reason": frame.reason})
                 await _finish(running, settings.relay.connect_timeout_s)
                 return LinkEnded(f"goaway: {frame.reason}", frame)
-        return LinkEnded(_closed_reason(ws))
     except ConnectionClosed:
-        return LinkEnded(_closed_reason(ws))
+        pass
     except TimeoutError:
         return LinkEnded("the relay did not answer hello in time")
     except ProtocolError as exc:
@@ -182,11 +227,14 @@ async def _serve(
         await ws.close(exc.close_code, exc.reason)
         return LinkEnded(f"protocol error: {exc.reason}")
     finally:
-        if reporter is not None:
-            reporter.cancel()
+        for helper in filter(None, (reporter, leaver)):
+            helper.cancel()
         for task, handle in list(running.values()):
             handle.interrupt()
             task.cancel()
+    if leave is not None:
+        return LinkEnded(leave, moved=True)
+    return LinkEnded(_closed_reason(ws), handed_over=handover is not None and handover.asked)
 
 
 def _forget(
@@ -200,6 +248,29 @@ async def _finish(running: dict[int, tuple[asyncio.Task[None], Running]], grace_
     tasks = [task for task, _ in running.values()]
     if tasks:
         await asyncio.wait(tasks, timeout=grace_s)
+
+
+def _placed_elsewhere(reason: str, slot: int) -> Handover:
+    """Leave to be placed on another replica: handed over like any other connection, not just
+    closed, because the relay may already have sent it a call, and a write lost on a closing
+    socket has no known outcome."""
+    log.info("leaving to be placed elsewhere", extra={"slot": slot, "reason": reason})
+    handover = Handover()
+    handover.ask(reason)
+    return handover
+
+
+async def _hand_over(
+    ws: ClientConnection, session: AgentSession, handover: Handover, slot: int
+) -> None:
+    """Send goaway when asked, then wait (bounded) for the relay to close the connection;
+    the reading loop keeps answering the calls that still arrive meanwhile."""
+    await handover.wait()
+    log.info("handing the connection over", extra={"slot": slot, "reason": handover.reason})
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(session.goaway(handover.reason))
+        await asyncio.sleep(HANDOVER_GRACE_S)
+        await ws.close(CloseCode.NORMAL, close_reason(f"handed over: {handover.reason}"))
 
 
 async def _answer(
@@ -218,6 +289,7 @@ async def _answer(
     outcome = await dispatcher.run(call, deadline, handle)
     agent_ms = (time.perf_counter() - started) * 1000
     status.calls += 1
+    status.activity.call(call.operation, outcome, agent_ms)
     log_call(call, outcome, agent_ms)
     if isinstance(outcome, Success):
         data = session.result(call.id, outcome.value, agent_ms, outcome.erp_ms)
@@ -242,42 +314,20 @@ def clock_skew_ms(sent_ms: float, relay_ms: int, received_ms: float) -> int:
     return round(relay_ms - (sent_ms + received_ms) / 2)
 
 
+def _welcomed(status: LinkStatus, welcome: Welcome, sent_ms: float, slot: int) -> None:
+    """What the status learns at welcome. A large clock skew is a warning in the log and in
+    the status, where `erp-agent check` and `erp-agent status` show it until a later welcome
+    clears it."""
+    status.session_id = welcome.session_id
+    status.replica = welcome.replica
+    status.connected_since = time.time()
+    status.clock_skew_ms = clock_skew_ms(sent_ms, welcome.time_ms, time.time() * 1000)
+    status.clock_warning = clock_warning(status.clock_skew_ms)
+    if status.clock_warning:
+        log.warning(status.clock_warning, extra={"slot": slot})
+
+
 def _closed_reason(ws: ClientConnection) -> str:
     if ws.close_code is not None:
         return f"closed: {ws.close_code} {ws.close_reason or ''}".strip()
     return "connection lost"
-
-
-def explain_connect_error(exc: BaseException, url: str) -> str:
-    """One sentence an office admin can act on, for each failure a first install meets."""
-    if isinstance(exc, InvalidStatus):
-        response = exc.response
-        detail = ""
-        try:
-            body = orjson.loads(response.body or b"{}")
-            detail = str(body.get("detail", "")) if isinstance(body, dict) else ""
-        except orjson.JSONDecodeError:
-            pass
-        status = response.status_code
-        if status == 401:
-            return f"the relay rejected the agent token (401): {detail or 'unknown or revoked'}"
-        if status == 403:
-            return f"the relay refused this agent (403): {detail}"
-        if status == 426:
-            return f"protocol version refused by the relay: {detail}"
-        return f"the relay answered HTTP {status} instead of opening the connection: {detail}"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the relay's host name in {url} (DNS): {exc}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"the relay's TLS certificate is not trusted: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake with the relay failed: {exc}"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection to {url} refused: is the relay running, is a firewall in the way?"
-    if isinstance(exc, TimeoutError):
-        return f"no answer from {url} in time: check the network, firewall or proxy"
-    if isinstance(exc, InvalidHandshake):
-        return f"the WebSocket handshake with {url} failed: {exc}"
-    if isinstance(exc, OSError):
-        return f"cannot reach {url}: {exc}"
-    return f"cannot connect to {url}: {type(exc).__name__}: {exc}"

@@ -9,6 +9,7 @@ a rotated token file is picked up without a restart.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,16 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from agent.egress import (
+    FROM_ENVIRONMENT,
+    NO_PROXY,
+    Egress,
+    check_proxy_url,
+    egress,
+    require_tls,
+)
+from agent.policy import check_allow
 
 MAX_CONNECTIONS = 4
 
@@ -45,6 +56,16 @@ class RelayOptions(BaseModel):
     token_file: Path | None = None
     allow_insecure: bool = False
     """Permit plain ``ws://`` (local testing only); without it the agent refuses to connect."""
+    proxy: str = FROM_ENVIRONMENT
+    """``environment`` (HTTPS_PROXY, ALL_PROXY and NO_PROXY, as curl reads them), ``none``
+    (always direct), or a proxy URL: ``http://host:port`` (HTTP CONNECT), ``socks5://`` or
+    ``socks5h://`` (the proxy resolves the relay's name). ``http://user@host:port`` takes the
+    password from `proxy_password_file` or ERP_AGENT_PROXY_PASSWORD (docs/agent-network.md)."""
+    proxy_password_file: Path | None = None
+    """A file holding only the proxy password, so that it stays out of this config."""
+    ca_file: Path | None = None
+    """PEM certificates trusted in addition to the system's (a TLS-inspecting proxy's root CA).
+    Certificates are always verified; there is no way to turn that off."""
     connect_timeout_s: float = Field(10.0, gt=0)
     ping_interval_s: float = Field(10.0, gt=0)
     ping_timeout_s: float = Field(10.0, gt=0)
@@ -59,6 +80,15 @@ class RelayOptions(BaseModel):
     @classmethod
     def _schemes(cls, values: list[str]) -> list[str]:
         return [_check_scheme(value) for value in values]
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in (FROM_ENVIRONMENT, NO_PROXY):
+            return value.lower()
+        check_proxy_url(value)
+        return value
 
     @model_validator(mode="after")
     def _one_address(self) -> RelayOptions:
@@ -86,6 +116,17 @@ class RelayOptions(BaseModel):
     def link_urls(self) -> list[str]:
         return [self.link_url(slot) for slot in range(self.connections)]
 
+    def egress(self, url: str) -> Egress:
+        """The proxy and TLS trust for one connection to ``url``, read afresh (environment,
+        password file, CA file) so that a change applies at the next connect."""
+        return egress(
+            url,
+            proxy=self.proxy,
+            password_file=self.proxy_password_file,
+            ca_file=self.ca_file,
+            allow_insecure=self.allow_insecure,
+        )
+
 
 class ReconnectOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -94,6 +135,66 @@ class ReconnectOptions(BaseModel):
     cap_s: float = Field(30.0, gt=0)
     stable_after_s: float = Field(30.0, ge=0)
     """A connection that stayed up this long resets the backoff to its base."""
+
+
+class StatusOptions(BaseModel):
+    """The status snapshot (`agent.status`) and the optional local status page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path | None = None
+    """Default: ``status.json`` next to the journal (`AgentOptions.journal_file`)."""
+    interval_s: float = Field(2.0, gt=0, le=60)
+    """The snapshot is rewritten this often, and soon after a change."""
+    listen: str | None = None
+    """``127.0.0.1:8765`` serves the snapshot at ``/`` (HTML) and ``/status.json``. Loopback
+    addresses only, unless `allow_remote`: the page has no authentication."""
+    allow_remote: bool = False
+    """Let `listen` name a non-loopback address (the page is then readable from the network)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            listen_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _loopback(self) -> StatusOptions:
+        if self.listen is not None and not self.allow_remote:
+            host, _ = listen_address(self.listen)
+            if not is_loopback(host):
+                raise ValueError(
+                    f"status.listen = {self.listen!r} is not a loopback address; the status "
+                    "page has no authentication: use 127.0.0.1, or set status.allow_remote = true"
+                )
+        return self
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) as a host and a port; ValueError if malformed."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"status.listen = {value!r}: expected host:port, such as 127.0.0.1:8765")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve anywhere
+
+
+class ReloadOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    watch_interval_s: float = Field(3.0, ge=0, le=3600)
+    """How often the config file and the token file are checked for changes (0: never; the
+    config is then reloaded on SIGHUP only, and a new token is used from the next reconnect)."""
 
 
 class AgentOptions(BaseModel):
@@ -111,6 +212,17 @@ class AgentOptions(BaseModel):
     health_interval_s: float = Field(15.0, gt=0)
     """How often the ERP is probed and each connection reports its health to the relay
     (and at once when the ERP's reachability changes)."""
+    allow: list[str] | None = None
+    """The operations the site lets the cloud run: exact names and ``group.*`` (agent/policy.py,
+    docs/site-policy.md). Default: every operation the connector serves."""
+    read_only: bool = False
+    """Refuse every operation that writes to the ERP, whatever `allow` says."""
+
+    @model_validator(mode="after")
+    def _site_policy(self) -> AgentOptions:
+        if self.allow is not None:
+            check_allow(self.allow, read_only=self.read_only)
+        return self
 
     def journal_file(self) -> Path:
         """`journal_path` (``~`` expanded), or the platform default."""
@@ -126,6 +238,9 @@ def default_journal_path() -> Path:
             os.environ.get("PROGRAMDATA") or os.environ.get("ALLUSERSPROFILE") or r"C:\ProgramData"
         )
         return Path(base) / "ErpRelay" / "journal.sqlite"
+    systemd = os.environ.get("STATE_DIRECTORY")  # the unit's StateDirectory= (deploy/agent/)
+    if systemd:
+        return Path(systemd.split(":")[0]) / "journal.sqlite"
     state = os.environ.get("XDG_STATE_HOME")
     root = Path(state) if state else Path.home() / ".local" / "state"
     return root / "erp-agent" / "journal.sqlite"
@@ -133,19 +248,33 @@ def default_journal_path() -> Path:
 
 class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="ERP_AGENT_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="ERP_AGENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        # a rejected value is echoed otherwise, and it may be a proxy URL with its password
+        hide_input_in_errors=True,
     )
     config_file: ClassVar[Path | None] = None
 
     relay: RelayOptions = RelayOptions()
     agent: AgentOptions = AgentOptions()
     reconnect: ReconnectOptions = ReconnectOptions()
+    status: StatusOptions = StatusOptions()
+    reload: ReloadOptions = ReloadOptions()
     connector: dict[str, Any] = Field(default_factory=lambda: {"type": "demo"})
     """``type`` names the connector; the other keys are its own options."""
     token: SecretStr | None = None
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
     """JSON lines for a log collector; ``text`` for a terminal (docs/observability.md)."""
+    log_file: Path | None = None
+    """Also write the log to this file, rotated by size. None: stderr only, which is right
+    under systemd (the journal keeps it); the Windows service, which has no console, writes
+    to ``%PROGRAMDATA%\\ErpRelay\\logs\\agent.log`` unless this names another file."""
+    log_file_max_bytes: int = Field(10 * 1024 * 1024, ge=4096)
+    """The log file is rotated when a line would take it past this size."""
+    log_file_backups: int = Field(5, ge=1, le=100)
+    """Rotated files kept (``agent.log.1`` … ``agent.log.N``, the oldest deleted)."""
 
     @classmethod
     def settings_customise_sources(
@@ -160,6 +289,12 @@ class AgentSettings(BaseSettings):
         if cls.config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.config_file))
         return tuple(sources)
+
+    def status_file(self) -> Path:
+        """`StatusOptions.file` (``~`` expanded), or ``status.json`` next to the journal."""
+        if self.status.file is not None:
+            return self.status.file.expanduser()
+        return self.agent.journal_file().with_name("status.json")
 
     def read_token(self) -> str:
         """The agent token, from the environment or the token file; ValueError if absent."""
@@ -180,11 +315,7 @@ class AgentSettings(BaseSettings):
 
     def check_transport(self) -> None:
         for url in self.relay.link_urls():
-            if url.startswith("ws://") and not self.relay.allow_insecure:
-                raise ValueError(
-                    f"relay URL {url} uses ws:// (no TLS); use wss://, or set "
-                    "relay.allow_insecure = true for local testing"
-                )
+            require_tls(url, self.relay.allow_insecure)
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> AgentSettings:

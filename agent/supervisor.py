@@ -12,6 +12,13 @@ journal, because the site has one ERP and one number of licence seats whatever t
 links. Links that land on the same replica protect nothing against losing it, so a link
 welcomed by a replica another link already holds leaves and comes back a moment later for
 the load balancer to place it again (`SPREAD_TRIES`).
+
+While it runs, the supervisor also watches its config file and token file (and takes SIGHUP
+from the CLI): a new token or a changed ``[relay]`` section makes each link in turn hand its
+connection over to a new one (`agent.link.Handover`), waiting until it is back before the
+next, so the site stays reachable throughout; what else a reload changes is decided in
+`agent.reload`. And it keeps the status snapshot (`agent.status`) written for
+``erp-agent status`` and the optional status page.
 """
 
 from __future__ import annotations
@@ -19,21 +26,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
+import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any
 
 from agent.connectors.base import Connector
 from agent.dispatch import STATUS_OPERATION, Dispatcher
 from agent.executor import Executor
 from agent.health import ErpHealth
 from agent.journal import Journal, JournalUnavailable
-from agent.link import ConnectFailed, LinkStatus, run_link
-from agent.settings import AgentSettings
+from agent.link import HANDOVER_GRACE_S, ConnectFailed, Handover, LinkStatus, run_link
+from agent.policy import SitePolicy
+from agent.reload import Plan, fingerprint, plan
+from agent.settings import AgentSettings, load_settings
+from agent.status import Activity, Identity, ReloadState, StatusWriter, snapshot
+from agent.status_page import StatusPage
 from protocol.backoff import backoff
 from protocol.frames import Hello, Welcome
 from protocol.operations import CATALOGUE
@@ -60,6 +75,10 @@ class _Link:
     """Delays between moves: short and jittered, so that links of many agents moving at once
     do not come back in step, and apart from the failure backoff (moving is no failure)."""
     moves: int = 0
+    handover: Handover = field(default_factory=Handover)
+    """The current connection's (a new one per connection attempt)."""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set between connection attempts (waiting to reconnect), clear during one."""
 
 
 class AgentStatus:
@@ -85,8 +104,19 @@ class AgentStatus:
 
 
 class Supervisor:
-    def __init__(self, settings: AgentSettings, connector: Connector) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        connector: Connector,
+        *,
+        config_path: Path | None = None,
+        relog: Callable[[AgentSettings], Any] | None = None,
+    ) -> None:
+        """``config_path`` is re-read on `request_reload` and when it changes; ``relog`` sets
+        logging up again from reloaded settings (None: logging changes need a restart)."""
         self.settings = settings
+        self.config_path = config_path
+        self._relog = relog
         self.connector = connector
         info = connector.info()
         self.executor = Executor(connector, settings.agent.max_concurrency)
@@ -99,24 +129,39 @@ class Supervisor:
         except JournalUnavailable as exc:
             # reads still work; every write is refused with journal_unavailable until it opens
             log.error("%s; writes will be refused until it can be written", exc)
-        self.dispatcher = Dispatcher(self.executor, operations, journal=self.journal)
+        self._served = operations
+        policy = SitePolicy.from_options(settings.agent, operations)
+        self.dispatcher = Dispatcher(self.executor, operations, journal=self.journal, policy=policy)
         self.health = ErpHealth(self.executor, settings.agent.health_interval_s)
         self.hello = Hello(
             agent_version=agent_version(),
             connector=info.name,
             erp=info.erp,
-            operations=tuple(sorted(operations)),
+            operations=tuple(sorted(policy.allowed)),
+            not_allowed=tuple(sorted(policy.refused)),
             max_concurrency=self.executor.workers,
             instance_id=uuid.uuid4().hex,
             hostname=socket.gethostname()[:255],
         )
+        self.activity = Activity()
         self._links = tuple(
-            _Link(LinkStatus(slot=slot, url=url), self._delays())
+            _Link(LinkStatus(slot=slot, url=url, activity=self.activity), self._delays())
             for slot, url in enumerate(settings.relay.link_urls())
         )
         self.links = tuple(link.status for link in self._links)
         self.status = AgentStatus(self.links)
+        self.identity = Identity(
+            agent_version=self.hello.agent_version,
+            instance_id=self.hello.instance_id,
+            hostname=self.hello.hostname,
+            config_file=str(config_path or ""),
+        )
+        self.reload_state = ReloadState()
         self._stop = asyncio.Event()
+        self._reloading = asyncio.Lock()
+        """One reload or token rotation at a time: two would hand the same links over twice."""
+        self._token_seen = self._token_fingerprint()
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def connections(self) -> int:
@@ -126,16 +171,53 @@ class Supervisor:
     def stop(self) -> None:
         self._stop.set()
 
+    def snapshot(self, running: bool = True) -> dict[str, Any]:
+        return snapshot(
+            self.identity,
+            self.links,
+            self.activity,
+            self.reload_state,
+            interval_s=self.settings.status.interval_s,
+            running=running,
+        )
+
     async def run(self) -> None:
+        writer = StatusWriter(
+            self.settings.status_file(),
+            self.settings.status.interval_s,
+            self.activity,
+            self.snapshot,
+        )
+        page = None
+        if self.settings.status.listen is not None:
+            page = StatusPage(
+                self.settings.status.listen,
+                self.snapshot,
+                allow_remote=self.settings.status.allow_remote,
+            )
+            try:
+                await page.start()
+            except OSError as exc:  # the port is taken: the page is optional, calls are not
+                log.error("cannot serve the status page on %s: %s", page.listen, exc)
+                self.activity.error("status page", f"cannot listen on {page.listen}: {exc}")
+                page = None
         # cancelled rather than stopped: a probe hanging on a dead ERP must not delay a stop
-        health = asyncio.create_task(self.health.run(), name="erp-health")
+        helpers = [
+            asyncio.create_task(self.health.run(), name="erp-health"),
+            asyncio.create_task(writer.run(), name="status-writer"),
+            asyncio.create_task(self._watch(), name="config-watch"),
+        ]
         try:
             async with asyncio.TaskGroup() as links:
                 for link in self._links:
                     links.create_task(self._keep(link))
         finally:
-            health.cancel()
-            await asyncio.gather(health, return_exceptions=True)
+            for helper in (*helpers, *self._background):
+                helper.cancel()
+            await asyncio.gather(*helpers, *self._background, return_exceptions=True)
+            if page is not None:
+                await page.close()
+            writer.write(running=False)
             # waits for calls still in worker threads; off the loop so it keeps turning
             await asyncio.to_thread(self.executor.close)
             self.journal.close()
@@ -144,7 +226,13 @@ class Supervisor:
     async def _keep(self, link: _Link) -> None:
         delays = self._delays()
         while not self._stop.is_set():
-            delay = await self._once(link, delays)
+            link.handover = Handover()
+            link.idle.clear()
+            try:
+                delay = await self._once(link, delays)
+            finally:
+                link.idle.set()
+                self.activity.changed.set()
             if delay is None:
                 delays = self._delays()
                 delay = 0.0
@@ -192,6 +280,7 @@ class Supervisor:
                 status,
                 functools.partial(self._placement, link),
                 self.health,
+                link.handover,
             )
         )
         stop = asyncio.ensure_future(self._stop.wait())
@@ -207,15 +296,19 @@ class Supervisor:
             ended = running.result()
         except ConnectFailed as exc:
             status.last_error = str(exc)
+            self.activity.error(f"link {status.slot}", status.last_error)
             log.warning("cannot connect to the relay: %s", exc, extra={"slot": status.slot})
             return next(delays)
         except ValueError as exc:  # configuration: no token, unreadable token file
             status.last_error = str(exc)
+            self.activity.error(f"link {status.slot}", status.last_error)
             log.error("%s", exc)
             return next(delays)
         status.connections += 1
         status.last_error = ended.reason
         log.info("connection ended: %s", ended.reason, extra={"slot": status.slot})
+        if ended.handed_over:
+            return None
         if ended.moved:
             return next(link.spread)
         if ended.goaway is not None:
@@ -223,3 +316,122 @@ class Supervisor:
         if time.monotonic() - started >= self.settings.reconnect.stable_after_s:
             return -1.0
         return next(delays)
+
+    # Reload and token rotation
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the config file (in the background; the signal handler returns)."""
+        self._spawn(self.reload("SIGHUP"))
+
+    async def reload(self, why: str) -> Plan | None:
+        """Re-read and apply the config file; None when it was refused (the agent keeps the
+        settings it runs on) or there is no file."""
+        if self.config_path is None:
+            log.warning("%s: no config file to reload (settings come from the environment)", why)
+            return None
+        async with self._reloading:
+            self.reload_state.last_attempt_at = time.time()
+            try:
+                new = load_settings(self.config_path)
+                policy = SitePolicy.from_options(new.agent, self._served)
+            except ValueError as exc:
+                self.reload_state.error = str(exc)
+                self.activity.error("config", f"reload refused: {exc}")
+                log.error(
+                    "config reload refused (%s), still running on the previous settings: %s",
+                    why,
+                    exc,
+                )
+                return None
+            changes = plan(self.settings, new, relog=self._relog is not None)
+            self.settings = new
+            self.reload_state.error = ""
+            self.reload_state.loaded_at = time.time()
+            self.reload_state.restart_required = tuple(
+                sorted({*self.reload_state.restart_required, *changes.restart})
+            )
+            if self._relog is not None and changes.live:
+                self._relog(new)
+            self.dispatcher.policy = policy  # enforced here at once; the relay learns on relink
+            self.hello = replace(
+                self.hello,
+                operations=tuple(sorted(policy.allowed)),
+                not_allowed=tuple(sorted(policy.refused)),
+            )
+            log.info(
+                "config reloaded (%s)",
+                why,
+                extra={"live": changes.live, "relink": changes.relink},
+            )
+            if changes.restart:
+                log.warning(
+                    "config changes that apply only after a restart: %s",
+                    ", ".join(changes.restart),
+                )
+            self.activity.changed.set()
+            if changes.relink:
+                await self._relink("config reloaded")
+            return changes
+
+    async def _watch(self) -> None:
+        """Poll the config file and the token file for changes (cheap: a few hundred bytes)."""
+        interval = self.settings.reload.watch_interval_s
+        if interval <= 0:
+            return
+        config_seen = fingerprint(self.config_path)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._stop.wait()
+            config_now = fingerprint(self.config_path)
+            if config_now != config_seen and config_now is not None:
+                config_seen = config_now
+                await self.reload("the config file changed")
+            token_now = self._token_fingerprint()
+            if token_now != self._token_seen and token_now is not None:
+                async with self._reloading:
+                    await self._relink("token rotated")
+
+    def _token_fingerprint(self) -> str | None:
+        """The token's digest; None when it comes from the environment (it cannot change while
+        the process runs) or the token file holds none (a copy half done: the connections
+        keep the token they have, and the next connect says what is wrong)."""
+        if self.settings.token is not None or os.environ.get("ERP_AGENT_TOKEN"):
+            return None
+        try:
+            token = self.settings.read_token()
+        except ValueError:
+            return None
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    async def _relink(self, reason: str) -> None:
+        """Hand each link's connection over to a new one, one link at a time, each back
+        before the next goes, so the agent stays reachable throughout. Call with
+        `_reloading` held."""
+        self._token_seen = self._token_fingerprint()
+        log.info("reconnecting every link: %s", reason)
+        bound = HANDOVER_GRACE_S + 2 * self.settings.relay.connect_timeout_s
+        for link in self._links:
+            if self._stop.is_set():
+                return
+            if link.idle.is_set():
+                continue  # waiting to reconnect: that connection will use the new settings
+            was_connected = link.status.connected
+            link.handover.ask(reason)
+            if not was_connected:
+                continue  # nothing to keep up: it is (re)connecting and will hand over at once
+            try:
+                async with asyncio.timeout(bound):
+                    await link.idle.wait()
+                    await link.status.ready.wait()
+            except TimeoutError:
+                log.warning(
+                    "link %d is not back %.0f s after handing over; going on with the next",
+                    link.status.slot,
+                    bound,
+                )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

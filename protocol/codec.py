@@ -66,6 +66,8 @@ def encode(frame: Frame) -> bytes:
             "hostname": frame.hostname,
             "slot": frame.slot,
         }
+        if frame.not_allowed:  # omitted when empty: an unrestricted site's hello is unchanged
+            obj["not_allowed"] = list(frame.not_allowed)
     else:
         obj = {"type": kind}
         for name in frame.__slots__:
@@ -151,22 +153,29 @@ def _call_id(obj: _Obj, limits: Limits) -> int:
     return _int(obj, "id", 1, limits.max_call_id)
 
 
-def _hello(obj: _Obj, limits: Limits) -> Hello:
-    operations = obj.get("operations")
-    if not isinstance(operations, list) or len(operations) > limits.max_operations:
-        raise FrameError(f"hello.operations must be a list of at most {limits.max_operations}")
-    for name in operations:
+def _names(
+    obj: _Obj, key: str, limits: Limits, *, default: list[str] | None = None
+) -> tuple[str, ...]:
+    names = obj.get(key, default)
+    if not isinstance(names, list) or len(names) > limits.max_operations:
+        raise FrameError(f"hello.{key} must be a list of at most {limits.max_operations}")
+    for name in names:
         if not isinstance(name, str) or not 0 < len(name) <= limits.max_name_length:
-            raise FrameError("hello.operations must hold operation names")
+            raise FrameError(f"hello.{key} must hold operation names")
+    return tuple(names)
+
+
+def _hello(obj: _Obj, limits: Limits) -> Hello:
     return Hello(
         agent_version=_str(obj, "agent_version", limits.max_name_length),
         connector=_str(obj, "connector", limits.max_name_length),
         erp=_str(obj, "erp", limits.max_id_length, default=""),
-        operations=tuple(operations),
+        operations=_names(obj, "operations", limits),
         max_concurrency=_int(obj, "max_concurrency", 1, 10_000),
         instance_id=_str(obj, "instance_id", limits.max_name_length, default=""),
         hostname=_str(obj, "hostname", limits.max_id_length, default=""),
         slot=_int(obj, "slot", 0, 15, default=0),
+        not_allowed=_names(obj, "not_allowed", limits, default=[]),
     )
 
 

@@ -92,6 +92,7 @@ class ErrorCode(enum.StrEnum):
     AGENT_NOT_FOUND = "agent_not_found"
     UNKNOWN_OPERATION = "unknown_operation"
     OPERATION_NOT_SUPPORTED = "operation_not_supported"
+    OPERATION_NOT_ALLOWED_BY_SITE = "operation_not_allowed_by_site"
     INVALID_ARGUMENTS = "invalid_arguments"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -146,6 +147,9 @@ _CODE_INFO: dict[ErrorCode, CodeInfo] = {
     ErrorCode.UNKNOWN_OPERATION: CodeInfo(404, False, "No such operation"),
     ErrorCode.OPERATION_NOT_SUPPORTED: CodeInfo(
         501, False, "The agent's ERP connector does not support this operation"
+    ),
+    ErrorCode.OPERATION_NOT_ALLOWED_BY_SITE: CodeInfo(
+        403, False, "The site's owner does not allow this operation"
     ),
     ErrorCode.INVALID_ARGUMENTS: CodeInfo(422, False, "Invalid arguments"),
     ErrorCode.PAYLOAD_TOO_LARGE: CodeInfo(413, False, "Request body too large"),

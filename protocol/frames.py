@@ -13,6 +13,8 @@ result     agent       the successful answer to a call
 error      agent       the failed answer to a call (stable ``code``, ``retryable``)
 cancel     relay       the caller gave up or the deadline passed; stop the call if possible
 goaway     relay       the relay is draining: reconnect (elsewhere) now
+goaway     agent       the agent hands this connection over (token rotated, config
+                       reloaded): take no new call on it, close it once answered
 event      agent       something happened at the site, not tied to a call
 =========  ==========  ================================================================
 
@@ -36,6 +38,11 @@ class Hello:
     ``slot`` numbers the agent process's connections (0 for the first; an agent may keep
     several, to different replicas). A new connection with the same ``instance_id`` and
     ``slot`` as an older one replaces it: the old one is dead even if no replica noticed yet.
+
+    ``operations`` are the ones this agent serves *and* its site allows; ``not_allowed`` the ones
+    its connector serves but the site's owner refuses (``[agent] allow`` / ``read_only``), so the
+    relay can answer ``operation_not_allowed_by_site`` without a round trip instead of
+    ``operation_not_supported``. Empty from an agent older than the field.
     """
 
     agent_version: str
@@ -46,6 +53,7 @@ class Hello:
     instance_id: str = ""
     hostname: str = ""
     slot: int = 0
+    not_allowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +122,13 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class GoAway:
-    """Relay → agent: this relay is going away; reconnect after ``reconnect_delay_ms``."""
+    """Relay → agent: this relay is going away; reconnect after ``reconnect_delay_ms``.
+
+    Agent → relay: this connection is being handed over (a new token, a reloaded config): the
+    relay sends no new call on it, lets the ones in flight be answered, then closes it
+    normally; the agent answers until then and reconnects at once. ``reconnect_delay_ms`` means
+    nothing in this direction.
+    """
 
     reason: str = "relay shutting down"
     reconnect_delay_ms: int = 0
@@ -148,5 +162,5 @@ FRAME_TYPES: dict[str, type[Frame]] = {
 }
 TYPE_NAMES: dict[type[Frame], str] = {cls: name for name, cls in FRAME_TYPES.items()}
 
-AGENT_FRAMES: frozenset[type[Frame]] = frozenset({Hello, Result, Error, Event})
+AGENT_FRAMES: frozenset[type[Frame]] = frozenset({Hello, Result, Error, Event, GoAway})
 RELAY_FRAMES: frozenset[type[Frame]] = frozenset({Welcome, Call, Cancel, GoAway})

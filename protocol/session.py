@@ -10,9 +10,12 @@ Rules (the relay's view of one agent connection, `RelaySession`):
   wire). An answer for an id the relay never sent, a second ``hello``, or a relay-only frame
   from the agent is a protocol violation.
 - ``event`` frames may come at any time after ``hello``.
+- ``goaway`` from the agent (after hello) hands the connection over: the relay sends no new
+  call on it and closes it once the calls in flight are answered; answers keep flowing.
 
 The agent's view (`AgentSession`) mirrors it: the first frame from the relay is ``welcome``;
 ``call`` ids must be new; ``cancel`` for an unknown id is ignored (the call already finished).
+Either side may send ``goaway``; what it asks of the other is in `protocol.frames.GoAway`.
 
 Neither class does I/O: they take bytes in and hand bytes and frames out, so the relay and the
 agent are thin shells and these rules are unit-tested on plain values.
@@ -72,7 +75,7 @@ class RelaySession:
             if frame.id < self._next_id:
                 return None
             raise UnexpectedFrame(f"answer for call {frame.id}, which was never sent")
-        if isinstance(frame, Event):
+        if isinstance(frame, Event | GoAway):
             return frame
         raise UnexpectedFrame(f"an agent may not send {type(frame).__name__.lower()} now")
 
@@ -173,3 +176,9 @@ class AgentSession:
 
     def event(self, kind: str, data: JSONValue, seq: int = 0) -> bytes:
         return encode(Event(kind, data, seq))
+
+    def goaway(self, reason: str) -> bytes:
+        """Hand this connection over; keep answering the calls that still arrive on it."""
+        if self.state is not State.OPEN:
+            raise RuntimeError("goaway is sent on an open session")
+        return encode(GoAway(reason))

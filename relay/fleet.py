@@ -162,9 +162,14 @@ def link_status(link: dict[str, Any]) -> dict[str, Any]:
         "hostname": link["hostname"],
         "instance_id": link["instance_id"],
         "slot": link["slot"],
+        # .get: a replica older than these fields publishes its view without them
+        "token": link.get("token_public_id", ""),
+        "leaving": link.get("leaving", False),
         "in_flight": link["in_flight"],
         "rtt_ms": link["rtt_ms"],
         "erp": link["erp_state"],
+        # what the site's owner refuses (docs/site-policy.md); absent from an older replica
+        "not_allowed": link.get("not_allowed", []),
     }
 
 

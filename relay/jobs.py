@@ -47,6 +47,7 @@ from protocol.operations import CATALOGUE
 from relay.cluster.membership import Membership, SoloMembership
 from relay.hub import AgentLink, Hub, LinkClosed
 from relay.settings import RelaySettings
+from relay.site_policy import refusal
 from relay.store import models
 from relay.store.jobs import (
     EXPIRED,
@@ -327,7 +328,7 @@ class JobService:
                 link = self.hub.pick(agent, job.operation)
                 if link is None:
                     if self.hub.is_online(agent):
-                        await self._unsupported(job)
+                        await self._refused(job)
                         continue
                     if wake.is_set():
                         continue
@@ -351,14 +352,16 @@ class JobService:
             async with asyncio.timeout(min(seconds, self.settings.job_poll_interval_s)):
                 await wake.wait()
 
-    async def _unsupported(self, job: JobRecord) -> None:
+    async def _refused(self, job: JobRecord) -> None:
+        """The agent is online but none of its connections takes the operation: that will not
+        change by retrying (`relay.site_policy`), so the job fails without a delivery."""
+        code, message = refusal(self.hub, job.agent_name, job.operation)
         await self._ended(
             await self.store.finish(
                 job.id,
                 FAILED,
-                error_code=ErrorCode.OPERATION_NOT_SUPPORTED.value,
-                error_message=f"the ERP connector of agent {job.agent_name!r} does not support "
-                f"{job.operation}",
+                error_code=code.value,
+                error_message=message,
                 from_states=("pending",),
             )
         )

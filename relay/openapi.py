@@ -20,7 +20,7 @@ from relay.problems import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
 _REF = "#/components/schemas/{model}"
 _CALL_ERRORS = {
     "401": "unauthorized",
-    "403": "forbidden",
+    "403": "forbidden (the API key) or operation_not_allowed_by_site (the site's owner)",
     "404": "agent_not_found, unknown_operation or not_found",
     "409": "conflict",
     "413": "payload_too_large",

@@ -10,6 +10,7 @@ frame closes only that connection, with a close code and a reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from protocol.errors import CloseCode, ErrorCode, ProtocolError, close_reason
-from protocol.frames import HEALTH_EVENT, Error, Event, Hello, Result
+from protocol.frames import HEALTH_EVENT, Error, Event, GoAway, Hello, Result
 from protocol.limits import Limits
 from protocol.session import RelaySession
 from protocol.version import refusal_reason, select_subprotocol
@@ -171,7 +172,13 @@ async def _handshake(
         await raw_send({"type": "websocket.send", "bytes": data})
 
     async def close_socket(code: int, reason: str) -> None:
-        await raw_send({"type": "websocket.close", "code": code, "reason": close_reason(reason)})
+        # The agent may have gone first (a replaced or handed-over connection often has):
+        # then there is nothing left to close, and nobody to tell (uvicorn raises its
+        # ClientDisconnected, an OSError; Starlette a RuntimeError once it saw the close).
+        with contextlib.suppress(OSError, RuntimeError):
+            await raw_send(
+                {"type": "websocket.close", "code": code, "reason": close_reason(reason)}
+            )
 
     link = AgentLink(
         agent=identity.agent_name,
@@ -209,6 +216,19 @@ async def _serve(
                 _note_health(state, link, frame)
             else:
                 log.info("agent event", extra={"agent": link.agent, "kind": frame.kind})
+        elif isinstance(frame, GoAway):
+            _hand_over(state, link, frame)
+
+
+def _hand_over(state: RelayState, link: AgentLink, frame: GoAway) -> None:
+    """The agent hands this connection over to a new one (`AgentLink.hand_over`)."""
+    log.info(
+        "agent hands its connection over",
+        extra={"agent": link.agent, "session": link.session_id, "reason": frame.reason},
+    )
+    link.hand_over(frame.reason, state.settings.shutdown_grace_s)
+    if state.cluster is not None:  # other replicas stop routing here, and wait for the new one
+        state.cluster.agent_disconnected(link)
 
 
 def _note_health(state: RelayState, link: AgentLink, frame: Event) -> None:

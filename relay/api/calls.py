@@ -14,7 +14,7 @@ Order of checks, so that a caller learns nothing it is not granted: credentials 
 for the agent (403), operation exists (404), grant for the operation (403), body (413/415/422),
 for writes the Idempotency-Key (400 missing, 422 reused for another request, 409 still running,
 or the stored answer replayed), agent known and online (404/503), operation supported by the
-agent (501), then the call.
+agent (501) and allowed by its site (403, `relay.site_policy`), then the call.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from relay.hub import CallerGone, CallTarget, CallTimedOut, LinkClosed
 from relay.idempotency import REPLAYED_HEADER, agent_key
 from relay.logs import log_call
 from relay.problems import PROBLEM_MEDIA_TYPE, Problem, problem_body
+from relay.site_policy import refusal
 from relay.state import RelayState
 from relay.store.idempotency import Claim
 from relay.store.models import DOCUMENT_MAX
@@ -349,6 +350,12 @@ def _definite(code: ErrorCode) -> bool:
     return not code.retryable and code is not ErrorCode.CANCELLED
 
 
+_NOT_RUN = frozenset({ErrorCode.OPERATION_NOT_ALLOWED_BY_SITE, ErrorCode.OPERATION_NOT_SUPPORTED})
+"""Refusals answered by another replica or by the agent itself: nothing ran, so the
+Idempotency-Key is released, as when this replica refuses before forwarding, and a retry once
+the site allows the write runs it."""
+
+
 async def _write(
     state: RelayState,
     send: Send,
@@ -424,7 +431,9 @@ async def _write(
         await _send(send, 200, payload, request_id, timing)
         return 200, _document(frame.value, payload)
     problem = _agent_problem(frame, timing)
-    if _definite(problem.code):
+    if problem.code in _NOT_RUN:
+        await _settle(service.release(ticket))
+    elif _definite(problem.code):
         stored = problem_body(
             problem.code,
             problem.detail,
@@ -547,30 +556,30 @@ async def _target(
     """A connection that can take the call: one here (fewest in flight), else one at another
     replica not `tried` yet; or the problem that says why there is none.
 
-    An agent `moving` to another replica (its replica is shutting down and sent it goaway)
+    An agent `moving` to another replica (its replica is shutting down and sent it goaway), or
+    handing its connection over to a new one (it sent goaway: a new token, a reloaded config),
     reconnects within moments: the call waits for it, up to `MOVE_WAIT_S` and its deadline,
-    so that a rolling deploy costs callers a little latency instead of 503s.
+    so that a rolling deploy or a token rotation costs callers a little latency, not 503s.
     """
     link = state.hub.pick(agent, operation)
     if link is not None:
         return link
     if state.hub.is_online(agent):
-        raise Problem(
-            ErrorCode.OPERATION_NOT_SUPPORTED,
-            f"the ERP connector of agent {agent!r} does not support {operation}",
-        )
+        raise Problem(*refusal(state.hub, agent, operation))
     cluster = state.cluster
     if cluster is not None:
         remote, moved_elsewhere = await cluster.route(agent, tried)
         if remote is not None:
             return remote
-        if moving or moved_elsewhere or state.hub.is_moving(agent):
-            give_up = min(time.monotonic() + MOVE_WAIT_S, deadline)
-            while time.monotonic() < give_up:
-                await asyncio.sleep(MOVE_POLL_S)
-                link = state.hub.pick(agent, operation)
-                if link is not None:
-                    return link
+        moving = moving or moved_elsewhere
+    if moving or state.hub.is_moving(agent):
+        give_up = min(time.monotonic() + MOVE_WAIT_S, deadline)
+        while time.monotonic() < give_up:
+            await asyncio.sleep(MOVE_POLL_S)
+            link = state.hub.pick(agent, operation)
+            if link is not None:
+                return link
+            if cluster is not None:
                 remote, _ = await cluster.route(agent, tried)
                 if remote is not None:
                     return remote

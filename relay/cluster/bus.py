@@ -38,10 +38,10 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from protocol.backoff import backoff
-from protocol.errors import ErrorCode
 from protocol.frames import Error, JSONValue, Result
 from protocol.operations import CATALOGUE
 from relay.hub import Hub, LinkClosed
+from relay.site_policy import refusal
 
 log = logging.getLogger("relay.cluster")
 
@@ -384,12 +384,13 @@ class CallBus:
 
     def _not_here(self, agent: str, operation: str, reply: dict[str, Any]) -> dict[str, Any]:
         """The answer when no connection here takes the call: the agent's connector lacks the
-        operation, or the agent is not (or no longer) connected here."""
+        operation or its site refuses it, or the agent is not (or no longer) connected here."""
         if self._hub.is_online(agent):
+            code, message = refusal(self._hub, agent, operation)
             return reply | {
                 "k": "error",
-                "code": ErrorCode.OPERATION_NOT_SUPPORTED.value,
-                "message": f"the ERP connector of agent {agent!r} does not support {operation}",
+                "code": code.value,
+                "message": message,
                 "agent_ms": 0.0,
                 "erp_ms": 0.0,
             }

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+from protocol.errors import CloseCode
 from protocol.frames import Error, Hello, JSONValue, Result
 from protocol.session import RelaySession
 from relay.hub.health import LinkHealth
@@ -97,7 +98,8 @@ class AgentLink:
         self.waiters: dict[int, asyncio.Future[Result | Error]] = {}
         self.closed = False
         self.leaving = False
-        """Sent goaway: it finishes its calls but takes no new ones (the agent is moving)."""
+        """Goaway was sent or received: it finishes its calls but takes no new ones (the agent
+        is moving to another replica, or handing the connection over to a new one)."""
         self.calls = 0
         self.errors = 0
         self.drop_reason: str | None = None
@@ -159,6 +161,25 @@ class AgentLink:
     async def send(self, data: bytes) -> None:
         await self._send(data)
 
+    def hand_over(self, reason: str, grace_s: float) -> None:
+        """The agent sent goaway (a new token, a reloaded config): take no new call, let the
+        ones in flight be answered for up to ``grace_s``, then close normally. The agent
+        reconnects as soon as it sees the close; calls arriving meanwhile wait for it, as for
+        an agent moving away from a draining replica (`Hub.is_moving`)."""
+        if self.leaving or self.closed:
+            return
+        self.leaving = True
+        task = asyncio.get_running_loop().create_task(self._drain(reason, grace_s))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    async def _drain(self, reason: str, grace_s: float) -> None:
+        in_flight = list(self.waiters.values())
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=grace_s)
+        if not self.closed:
+            self.drop(CloseCode.NORMAL, f"handed over: {reason}")
+
     def close(self, reason: str) -> None:
         """Fail every call still waiting: their outcome is unknown."""
         self.closed = True
@@ -180,6 +201,8 @@ class AgentLink:
     def describe(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
+            "token_public_id": self.token_public_id,
+            "leaving": self.leaving,
             "agent_version": self.hello.agent_version,
             "connector": self.hello.connector,
             "erp": self.hello.erp,
@@ -195,4 +218,5 @@ class AgentLink:
             "rtt_ms": self.health.rtt_ms if self.health else None,
             "erp_state": self.health.erp if self.health else None,
             "erp_detail": self.health.detail if self.health else "",
+            "not_allowed": list(self.hello.not_allowed),
         }

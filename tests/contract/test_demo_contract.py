@@ -1,19 +1,16 @@
 """Every catalogue operation through `DemoConnector.open_session().execute`, checked against the
-tables themselves.
+tables themselves, on every backend of `conftest.BACKENDS` (SQLite, and MariaDB through ODBC).
 
 Each test gets its own copy of one seeded database, so writes never leak between tests. Expected
-values are read with plain ``sqlite3`` (money columns hold integer 1/10,000ths there), not through
-the connector's SQL, so the two must agree independently.
+values are read through a plain DB-API connection (`ErpDb`), not through the connector's SQL, so
+the two must agree independently.
 """
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -23,17 +20,12 @@ from pydantic import BaseModel
 
 from agent.connectors import registry
 from agent.connectors.base import CallContext, Conflict, ErpUnavailable, NotFound, Unsupported
-from agent.connectors.demo import DemoConnector, DemoSession, create_demo_database
+from agent.connectors.demo import DemoConnector, DemoSession
 from protocol.operations.catalogue import CATALOGUE, WRITE_OPERATIONS
 from protocol.operations.identifiers import ean13_check_digit
+from tests.contract.conftest import TODAY, ErpDb
 
-TODAY = date(2026, 11, 22)
-SCALE = Decimal(10_000)
 CENT = Decimal("0.01")
-
-
-def money(raw: int) -> Decimal:
-    return Decimal(raw) / SCALE
 
 
 def plain(value: Decimal) -> str:
@@ -44,87 +36,42 @@ def grosz(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "template.sqlite"
-    create_demo_database(str(path), seed=42, today=TODAY)
-    return path
-
-
-@pytest.fixture
-def db_path(template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "demo.sqlite"
-    shutil.copy(template, path)
-    return path
-
-
-@pytest.fixture
-def connector(db_path: Path) -> Iterator[DemoConnector]:
-    conn = DemoConnector(str(db_path), seed=False, today=lambda: TODAY)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def session(connector: DemoConnector) -> Iterator[DemoSession]:
-    sess = connector.open_session()
-    try:
-        yield sess
-    finally:
-        sess.close()
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def call(session: DemoSession, operation: str, **arguments: Any) -> Any:
+def call(
+    session: DemoSession, operation: str, *, deadline_s: float | None = None, **arguments: Any
+) -> Any:
     """Validate like the agent does, execute, and check the result's type."""
     spec = CATALOGUE[operation]
+    deadline = None if deadline_s is None else time.monotonic() + deadline_s
     result: BaseModel = session.execute(
-        operation, spec.args.model_validate(arguments), CallContext(operation)
+        operation, spec.args.model_validate(arguments), CallContext(operation, deadline=deadline)
     )
     assert isinstance(result, spec.result)
     spec.result.model_validate_json(result.model_dump_json())  # survives the wire
     return result
 
 
-def one(db: sqlite3.Connection, sql: str, *params: object) -> Any:
-    return db.execute(sql, params).fetchone()
-
-
-def stock_row(db: sqlite3.Connection, sku: str, mag: str = "MAG") -> tuple[Decimal, Decimal]:
-    row = one(
-        db,
+def stock_row(db: ErpDb, sku: str, mag: str = "MAG") -> tuple[Decimal, Decimal]:
+    row = db.one(
         "SELECT st_Stan, st_StanRez FROM tw_Stan JOIN tw__Towar ON tw_Id = st_TowId"
         " JOIN sl_Magazyn ON mag_Id = st_MagId WHERE tw_Symbol = ? AND mag_Symbol = ?",
         sku,
         mag,
     )
-    return money(row[0]), money(row[1])
+    return db.money(row[0]), db.money(row[1])
 
 
-def sku_with_free_stock(db: sqlite3.Connection, at_least: int = 5, skip: int = 0) -> str:
-    row = one(
-        db,
+def sku_with_free_stock(db: ErpDb, at_least: int = 5, skip: int = 0) -> str:
+    row = db.one(
         "SELECT tw_Symbol FROM tw__Towar JOIN tw_Stan ON st_TowId = tw_Id AND st_MagId = 1"
         " WHERE tw_Zablokowany = 0 AND st_Stan - st_StanRez >= ? ORDER BY tw_Id LIMIT 1 OFFSET ?",
-        at_least * 10_000,
+        db.stored_money(at_least),
         skip,
     )
     return str(row[0])
 
 
-def customer_with_open_receivables(db: sqlite3.Connection) -> int:
-    row = one(
-        db,
+def customer_with_open_receivables(db: ErpDb) -> int:
+    row = db.one(
         "SELECT nzf_IdObiektu FROM nz__Finanse JOIN kh__Kontrahent ON kh_Id = nzf_IdObiektu"
         " WHERE nzf_Wartosc > 0 AND nzf_TerminPlatnosci < ? AND kh_MaxWartKred > 0"
         " GROUP BY nzf_IdObiektu ORDER BY count(*) DESC LIMIT 1",
@@ -133,9 +80,8 @@ def customer_with_open_receivables(db: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def active_customer(db: sqlite3.Connection, level: int = 2) -> int:
-    row = one(
-        db,
+def active_customer(db: ErpDb, level: int = 2) -> int:
+    row = db.one(
         "SELECT kh_Id FROM kh__Kontrahent WHERE kh_Zablokowany = 0 AND kh_Cena = ?"
         " ORDER BY kh_Id LIMIT 1",
         level,
@@ -173,8 +119,8 @@ def test_from_config_creates_and_seeds_a_missing_file(tmp_path: Path) -> None:
         connector.close()
 
 
-def test_from_config_accepts_a_url(template: Path) -> None:
-    connector = DemoConnector.from_config({"url": f"sqlite:///{template}"})
+def test_from_config_accepts_a_url(erp_url: str) -> None:
+    connector = DemoConnector.from_config({"url": erp_url})
     try:
         session = connector.open_session()
         try:
@@ -201,9 +147,8 @@ def test_ping_reads_the_database_clock(session: DemoSession) -> None:
 # -- customers ---------------------------------------------------------------------------------
 
 
-def test_customers_get_by_id_symbol_and_nip(session: DemoSession, db: sqlite3.Connection) -> None:
-    kh_id, symbol, email, name, nip, city, limit = one(
-        db,
+def test_customers_get_by_id_symbol_and_nip(session: DemoSession, db: ErpDb) -> None:
+    kh_id, symbol, email, name, nip, city, limit = db.one(
         "SELECT kh_Id, kh_Symbol, kh_EMail, adr_Nazwa, adr_NIP, adr_Miejscowosc, kh_MaxWartKred"
         " FROM kh__Kontrahent JOIN adr__Ewid ON adr_IdObiektu = kh_Id AND adr_TypAdresu = 1"
         " WHERE adr_NIP != '' AND kh_MaxWartKred > 0 ORDER BY kh_Id LIMIT 1",
@@ -212,20 +157,23 @@ def test_customers_get_by_id_symbol_and_nip(session: DemoSession, db: sqlite3.Co
     assert (by_id.symbol, by_id.email, by_id.name, by_id.nip) == (symbol, email, name, nip)
     assert by_id.address.city == city
     assert by_id.kind == "company"
-    assert by_id.credit_limit == money(limit)
+    assert by_id.credit_limit == db.money(limit)
     assert call(session, "customers.get", symbol=symbol) == by_id
     dashed = f"{nip[:3]}-{nip[3:6]}-{nip[6:8]}-{nip[8:]}"
     assert call(session, "customers.get", nip=f"PL {dashed}") == by_id
-    for ref in ({"id": "999999"}, {"id": "abc"}, {"symbol": "NO SUCH"}, {"nip": "5260001246"}):
+    refs: list[dict[str, Any]] = [
+        {"id": "999999"},
+        {"id": "abc"},
+        {"symbol": "NO SUCH"},
+        {"nip": "5260001246"},
+    ]
+    for ref in refs:
         with pytest.raises(NotFound):
             call(session, "customers.get", **ref)
 
 
-def test_customers_search_prefix_email_city_and_paging(
-    session: DemoSession, db: sqlite3.Connection
-) -> None:
-    name, email, city = one(
-        db,
+def test_customers_search_prefix_email_city_and_paging(session: DemoSession, db: ErpDb) -> None:
+    name, email, city = db.one(
         "SELECT adr_Nazwa, kh_EMail, adr_Miejscowosc FROM kh__Kontrahent"
         " JOIN adr__Ewid ON adr_IdObiektu = kh_Id AND adr_TypAdresu = 1"
         " WHERE adr_Nazwa LIKE 'Ś%' OR adr_Nazwa LIKE 'Ł%' OR adr_Nazwa LIKE 'Ż%' LIMIT 1",
@@ -239,34 +187,32 @@ def test_customers_search_prefix_email_city_and_paging(
     by_mail = call(session, "customers.search", query=email.upper())
     assert [c.email for c in by_mail.items] == [email]
     in_city = call(session, "customers.search", city=city.upper(), limit=200)
-    total_in_city = one(db, "SELECT count(*) FROM adr__Ewid WHERE adr_Miejscowosc = ?", city)[0]
+    total_in_city = db.one("SELECT count(*) FROM adr__Ewid WHERE adr_Miejscowosc = ?", city)[0]
     assert len(in_city.items) == total_in_city
     assert all(c.address.city == city for c in in_city.items)
     page1 = call(session, "customers.search", limit=50)
     page2 = call(session, "customers.search", limit=50, offset=page1.next_offset)
     assert page1.next_offset == 50
     assert not {c.id for c in page1.items} & {c.id for c in page2.items}
-    count = one(db, "SELECT count(*) FROM kh__Kontrahent")[0]
+    count = db.one("SELECT count(*) FROM kh__Kontrahent")[0]
     last = call(session, "customers.search", limit=50, offset=count - 10)
     assert len(last.items) == 10
     assert last.next_offset is None
     assert call(session, "customers.search", query="100%_[x").items == []
 
 
-def test_customers_balance_matches_receivables(
-    session: DemoSession, db: sqlite3.Connection
-) -> None:
+def test_customers_balance_matches_receivables(session: DemoSession, db: ErpDb) -> None:
     kh_id = customer_with_open_receivables(db)
-    rows = db.execute(
+    rows = db.all(
         "SELECT nzf_IdDokumentAuto, nzf_Wartosc, nzf_WartoscPierwotna, nzf_TerminPlatnosci"
         " FROM nz__Finanse WHERE nzf_IdObiektu = ? AND nzf_Typ = 39 AND nzf_TypObiektu = 1"
         " AND nzf_Wartosc > 0",
-        (kh_id,),
-    ).fetchall()
-    limit = money(one(db, "SELECT kh_MaxWartKred FROM kh__Kontrahent WHERE kh_Id = ?", kh_id)[0])
-    receivables = sum((money(r[1]) for r in rows), Decimal(0))
-    overdue_rows = [r for r in rows if date.fromisoformat(r[3][:10]) < TODAY]
-    overdue = sum((money(r[1]) for r in overdue_rows), Decimal(0))
+        kh_id,
+    )
+    limit = db.money(db.one("SELECT kh_MaxWartKred FROM kh__Kontrahent WHERE kh_Id = ?", kh_id)[0])
+    receivables = sum((db.money(r[1]) for r in rows), Decimal(0))
+    overdue_rows = [r for r in rows if db.day(r[3]) < TODAY]
+    overdue = sum((db.money(r[1]) for r in overdue_rows), Decimal(0))
     balance = call(session, "customers.balance", id=str(kh_id))
     assert balance.customer_id == str(kh_id)
     assert balance.receivables == receivables
@@ -277,19 +223,17 @@ def test_customers_balance_matches_receivables(
     by_id = {d.id: d for d in balance.open_documents}
     for dok_id, open_raw, amount_raw, due in rows:
         doc = by_id[str(dok_id)]
-        assert doc.open == money(open_raw)
-        assert doc.amount == money(amount_raw)
-        assert doc.overdue_days == max((TODAY - date.fromisoformat(due[:10])).days, 0)
+        assert doc.open == db.money(open_raw)
+        assert doc.amount == db.money(amount_raw)
+        assert doc.overdue_days == max((TODAY - db.day(due)).days, 0)
         assert doc.number.startswith("FS ")
-    person = one(db, "SELECT kh_Id FROM kh__Kontrahent WHERE kh_Osoba = 1 LIMIT 1")[0]
+    person = db.one("SELECT kh_Id FROM kh__Kontrahent WHERE kh_Osoba = 1 LIMIT 1")[0]
     empty = call(session, "customers.balance", id=str(person))
     assert (empty.receivables, empty.open_documents, empty.credit_limit) == (0, [], None)
 
 
-def test_customers_create_allocates_ids_through_ins_ident(
-    session: DemoSession, db: sqlite3.Connection
-) -> None:
-    before = dict(db.execute("SELECT ido_nazwa, ido_wartosc FROM ins_ident").fetchall())
+def test_customers_create_allocates_ids_through_ins_ident(session: DemoSession, db: ErpDb) -> None:
+    before = dict(db.all("SELECT ido_nazwa, ido_wartosc FROM ins_ident"))
     created = call(
         session,
         "customers.create",
@@ -308,12 +252,11 @@ def test_customers_create_allocates_ids_through_ins_ident(
     assert created.id == str(before["kh__Kontrahent"] + 1)
     assert created.symbol  # generated from the name
     assert created.nip == "5260001246"
-    after = dict(db.execute("SELECT ido_nazwa, ido_wartosc FROM ins_ident").fetchall())
+    after = dict(db.all("SELECT ido_nazwa, ido_wartosc FROM ins_ident"))
     assert after["kh__Kontrahent"] == before["kh__Kontrahent"] + 1
     assert after["adr__Ewid"] == before["adr__Ewid"] + 1
-    kh = one(db, "SELECT kh_Symbol, kh_EMail FROM kh__Kontrahent WHERE kh_Id = ?", int(created.id))
-    adr = one(
-        db,
+    kh = db.one("SELECT kh_Symbol, kh_EMail FROM kh__Kontrahent WHERE kh_Id = ?", int(created.id))
+    adr = db.one(
         "SELECT adr_Id, adr_Nazwa, adr_NazwaPelna, adr_NIP, adr_Ulica, adr_Miejscowosc"
         " FROM adr__Ewid WHERE adr_IdObiektu = ? AND adr_TypAdresu = 1",
         int(created.id),
@@ -337,22 +280,48 @@ def test_customers_create_allocates_ids_through_ins_ident(
         call(session, "customers.create", name="X", symbol="S" * 21)
     person = call(session, "customers.create", name="Jan Kowalski", kind="person", symbol="JKOW")
     assert (person.kind, person.symbol, person.nip) == ("person", "JKOW", None)
-    count = one(db, "SELECT count(*) FROM kh__Kontrahent WHERE kh_Id > ?", before["kh__Kontrahent"])
+    count = db.one("SELECT count(*) FROM kh__Kontrahent WHERE kh_Id > ?", before["kh__Kontrahent"])
     assert count[0] == 2
+
+
+def test_polish_text_round_trips_as_unicode(session: DemoSession, db: ErpDb) -> None:
+    """Polish letters written by the connector are stored as those letters (no code page on the
+    way, ODBC included), read back unchanged, and found again through bound parameters."""
+    name = "Źdźbło Łódź sp. z o.o."
+    full_name = "Źdźbło Łódź spółka z o.o. — żółć, ĄĆĘŁŃÓŚŹŻ ąćęłńóśźż"
+    created = call(
+        session,
+        "customers.create",
+        name=name,
+        full_name=full_name,
+        address={"street": "Żółć", "building": "1", "postal_code": "90-001", "city": "Łódź"},
+    )
+    assert (created.name, created.full_name, created.address.city) == (name, full_name, "Łódź")
+    assert created.address.street == "Żółć"
+    stored = db.one(
+        "SELECT adr_Nazwa, adr_NazwaPelna, adr_Ulica FROM adr__Ewid"
+        " WHERE adr_IdObiektu = ? AND adr_Miejscowosc = 'Łódź' AND adr_Ulica = 'Żółć'",
+        int(created.id),
+    )
+    assert stored == (name, full_name, "Żółć"), "the SQL text's literals match the stored text"
+    assert call(session, "customers.get", id=created.id) == created
+    found = call(session, "customers.search", query="źdźbło łódź", limit=200)
+    assert [c.id for c in found.items] == [created.id]
+    in_city = call(session, "customers.search", city="ŁÓDŹ", limit=200)
+    assert created.id in {c.id for c in in_city.items}
 
 
 # -- products ----------------------------------------------------------------------------------
 
 
-def test_products_get_by_id_sku_and_ean(session: DemoSession, db: sqlite3.Connection) -> None:
-    tw_id, sku, name, ean, unit, rate = one(
-        db,
+def test_products_get_by_id_sku_and_ean(session: DemoSession, db: ErpDb) -> None:
+    tw_id, sku, name, ean, unit, rate = db.one(
         "SELECT tw_Id, tw_Symbol, tw_Nazwa, tw_PodstKodKresk, tw_JednMiary, vat_Stawka"
         " FROM tw__Towar JOIN sl_StawkaVAT ON vat_Id = tw_IdVatSp WHERE tw_Id = 10",
     )
     product = call(session, "products.get", id=str(tw_id))
     assert (product.sku, product.name, product.ean, product.unit) == (sku, name, ean, unit)
-    assert product.vat_rate == money(rate)
+    assert product.vat_rate == db.money(rate)
     assert call(session, "products.get", sku=sku) == product
     assert call(session, "products.get", ean=ean) == product
     with pytest.raises(NotFound):
@@ -361,9 +330,9 @@ def test_products_get_by_id_sku_and_ean(session: DemoSession, db: sqlite3.Connec
         call(session, "products.get", ean="590123499999" + str(ean13_check_digit("590123499999")))
 
 
-def test_products_search(session: DemoSession, db: sqlite3.Connection) -> None:
+def test_products_search(session: DemoSession, db: ErpDb) -> None:
     by_prefix = call(session, "products.search", query="kaw-", limit=200)
-    expected = one(db, "SELECT count(*) FROM tw__Towar WHERE tw_Symbol LIKE 'KAW-%'")[0]
+    expected = db.one("SELECT count(*) FROM tw__Towar WHERE tw_Symbol LIKE 'KAW-%'")[0]
     assert len(by_prefix.items) == min(expected, 200)
     assert all(p.sku.startswith("KAW-") for p in by_prefix.items)
     in_name = call(session, "products.search", query="ŻURAWINA", limit=200)
@@ -376,8 +345,8 @@ def test_products_search(session: DemoSession, db: sqlite3.Connection) -> None:
     assert page.next_offset == 21
 
 
-def test_products_stock_per_warehouse(session: DemoSession, db: sqlite3.Connection) -> None:
-    skus = [r[0] for r in db.execute("SELECT tw_Symbol FROM tw__Towar ORDER BY tw_Id LIMIT 500")]
+def test_products_stock_per_warehouse(session: DemoSession, db: ErpDb) -> None:
+    skus = [r[0] for r in db.all("SELECT tw_Symbol FROM tw__Towar ORDER BY tw_Id LIMIT 500")]
     result = call(session, "products.stock", skus=[*skus[:499], "NOPE-1"])
     assert [i.sku for i in result.items] == skus[:499]
     assert result.unknown_skus == ["NOPE-1"]
@@ -398,11 +367,10 @@ def test_products_stock_per_warehouse(session: DemoSession, db: sqlite3.Connecti
         call(session, "products.stock", skus=skus[:3], warehouses=["XYZ"])
 
 
-def test_products_prices_levels(session: DemoSession, db: sqlite3.Connection) -> None:
-    names = [n for n in one(db, "SELECT * FROM tw_Parametr")[1:] if n]
+def test_products_prices_levels(session: DemoSession, db: ErpDb) -> None:
+    names = [n for n in db.one("SELECT * FROM tw_Parametr")[1:] if n]
     sku = "KAW-0001"
-    row = one(
-        db,
+    row = db.one(
         "SELECT tc_CenaNetto1, tc_CenaBrutto1, tc_CenaNetto2, tc_CenaBrutto2, vat_Stawka"
         " FROM tw_Cena JOIN tw__Towar ON tw_Id = tc_IdTowar"
         " JOIN sl_StawkaVAT ON vat_Id = tw_IdVatSp WHERE tw_Symbol = ?",
@@ -413,17 +381,15 @@ def test_products_prices_levels(session: DemoSession, db: sqlite3.Connection) ->
     (item,) = result.items
     assert [lv.name for lv in item.levels] == names
     assert len(item.levels) >= 3
-    assert (item.levels[0].net, item.levels[0].gross) == (money(row[0]), money(row[1]))
-    assert (item.levels[1].net, item.levels[1].gross) == (money(row[2]), money(row[3]))
-    assert item.vat_rate == money(row[4])
+    assert (item.levels[0].net, item.levels[0].gross) == (db.money(row[0]), db.money(row[1]))
+    assert (item.levels[1].net, item.levels[1].gross) == (db.money(row[2]), db.money(row[3]))
+    assert item.vat_rate == db.money(row[4])
 
 
 # -- orders ------------------------------------------------------------------------------------
 
 
-def test_orders_create_prices_reserves_and_numbers(
-    session: DemoSession, db: sqlite3.Connection
-) -> None:
+def test_orders_create_prices_reserves_and_numbers(session: DemoSession, db: ErpDb) -> None:
     kh_id = active_customer(db, level=2)
     sku_a, sku_b = sku_with_free_stock(db), sku_with_free_stock(db, skip=1)
     before_a, before_b = stock_row(db, sku_a), stock_row(db, sku_b)
@@ -449,12 +415,13 @@ def test_orders_create_prices_reserves_and_numbers(
     assert order.customer_id == str(kh_id)
     assert order.issued == TODAY
     level2 = {
-        sku: (money(net), money(rate))
-        for sku, net, rate in db.execute(
+        sku: (db.money(net), db.money(rate))
+        for sku, net, rate in db.all(
             "SELECT tw_Symbol, tc_CenaNetto2, vat_Stawka FROM tw__Towar"
             " JOIN tw_Cena ON tc_IdTowar = tw_Id JOIN sl_StawkaVAT ON vat_Id = tw_IdVatSp"
             " WHERE tw_Symbol IN (?, ?)",
-            (sku_a, sku_b),
+            sku_a,
+            sku_b,
         )
     }
     expected_lines = [
@@ -472,8 +439,7 @@ def test_orders_create_prices_reserves_and_numbers(
         total_vat += vat
     assert (order.net, order.vat, order.gross) == (total_net, total_vat, total_net + total_vat)
 
-    header = one(
-        db,
+    header = db.one(
         "SELECT dok_Typ, dok_NrPelny, dok_NrPelnyOryg, dok_Uwagi, dok_WartNetto, dok_WartVat,"
         " dok_WartBrutto, dok_OdbiorcaId, dok_PlatnikId, dok_MagId, dok_Nr"
         " FROM dok__Dokument WHERE dok_Id = ?",
@@ -485,13 +451,13 @@ def test_orders_create_prices_reserves_and_numbers(
         "SHOP-2026-000123",
         "Dostawa po 15:00, proszę dzwonić — Łódź",
     )
-    assert tuple(money(v) for v in header[4:7]) == (order.net, order.vat, order.gross)
+    assert tuple(db.money(v) for v in header[4:7]) == (order.net, order.vat, order.gross)
     assert header[7:] == (kh_id, kh_id, 1, 1)
-    assert one(db, "SELECT count(*) FROM dok_Pozycja WHERE ob_DokHanId = ?", int(order.id))[0] == 3
+    assert db.one("SELECT count(*) FROM dok_Pozycja WHERE ob_DokHanId = ?", int(order.id))[0] == 3
     after_a, after_b = stock_row(db, sku_a), stock_row(db, sku_b)
     assert after_a == (before_a[0], before_a[1] + 4)
     assert after_b == (before_b[0], before_b[1] + 1)
-    ident = one(db, "SELECT ido_wartosc FROM ins_ident WHERE ido_nazwa = 'dok__Dokument'")[0]
+    ident = db.one("SELECT ido_wartosc FROM ins_ident WHERE ido_nazwa = 'dok__Dokument'")[0]
     assert ident == int(order.id)
 
     second = call(
@@ -507,11 +473,11 @@ def test_orders_create_prices_reserves_and_numbers(
 
 
 def test_orders_create_refuses_a_second_order_with_the_same_external_number(
-    session: DemoSession, db: sqlite3.Connection
+    session: DemoSession, db: ErpDb
 ) -> None:
     kh_id = active_customer(db)
     sku = sku_with_free_stock(db)
-    args = {
+    args: dict[str, Any] = {
         "external_number": "SHOP-1",
         "customer": {"id": str(kh_id)},
         "lines": [{"sku": sku, "quantity": "1"}],
@@ -522,14 +488,14 @@ def test_orders_create_refuses_a_second_order_with_the_same_external_number(
         call(session, "orders.create", **args)
     assert caught.value.details["order_id"] == first.id
     assert stock_row(db, sku)[1] == reserved
-    assert one(db, "SELECT count(*) FROM dok__Dokument WHERE dok_NrPelnyOryg = 'SHOP-1'")[0] == 1
+    assert db.one("SELECT count(*) FROM dok__Dokument WHERE dok_NrPelnyOryg = 'SHOP-1'")[0] == 1
 
 
 def test_orders_create_with_a_new_customer_in_the_same_transaction(
-    session: DemoSession, db: sqlite3.Connection
+    session: DemoSession, db: ErpDb
 ) -> None:
     sku = sku_with_free_stock(db)
-    customers = one(db, "SELECT count(*) FROM kh__Kontrahent")[0]
+    customers = db.one("SELECT count(*) FROM kh__Kontrahent")[0]
     new = {"name": "Sklep Pod Różą", "nip": "5260001246", "email": "roza@example.pl"}
     with pytest.raises(Conflict, match="not enough stock"):
         call(
@@ -539,7 +505,7 @@ def test_orders_create_with_a_new_customer_in_the_same_transaction(
             new_customer=new,
             lines=[{"sku": sku, "quantity": "999999"}],
         )
-    assert one(db, "SELECT count(*) FROM kh__Kontrahent")[0] == customers, "rolled back too"
+    assert db.one("SELECT count(*) FROM kh__Kontrahent")[0] == customers, "rolled back too"
     order = call(
         session,
         "orders.create",
@@ -549,9 +515,8 @@ def test_orders_create_with_a_new_customer_in_the_same_transaction(
     )
     customer = call(session, "customers.get", nip="5260001246")
     assert order.customer_id == customer.id
-    level1 = money(
-        one(
-            db,
+    level1 = db.money(
+        db.one(
             "SELECT tc_CenaNetto1 FROM tw_Cena JOIN tw__Towar ON tw_Id = tc_IdTowar"
             " WHERE tw_Symbol = ?",
             sku,
@@ -560,10 +525,10 @@ def test_orders_create_with_a_new_customer_in_the_same_transaction(
     assert order.lines[0].price_net == level1, "a new customer buys at level 1"
 
 
-def test_orders_create_refusals(session: DemoSession, db: sqlite3.Connection) -> None:
+def test_orders_create_refusals(session: DemoSession, db: ErpDb) -> None:
     sku = sku_with_free_stock(db)
     kh_id = active_customer(db)
-    blocked = one(db, "SELECT kh_Id FROM kh__Kontrahent WHERE kh_Zablokowany = 1 LIMIT 1")[0]
+    blocked = db.one("SELECT kh_Id FROM kh__Kontrahent WHERE kh_Zablokowany = 1 LIMIT 1")[0]
     free = stock_row(db, sku)
     with pytest.raises(Conflict, match="blocked"):
         call(
@@ -621,16 +586,16 @@ def test_orders_create_refusals(session: DemoSession, db: sqlite3.Connection) ->
             lines=[{"sku": sku, "quantity": "1"}],
             notes="x" * 501,
         )
-    assert one(db, "SELECT count(*) FROM dok__Dokument WHERE dok_Typ = 16")[0] == 0
+    assert db.one("SELECT count(*) FROM dok__Dokument WHERE dok_Typ = 16")[0] == 0
     assert stock_row(db, sku) == free
 
 
 def test_order_failing_on_its_second_line_leaves_nothing(
-    session: DemoSession, db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+    session: DemoSession, db: ErpDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sku_a, sku_b = sku_with_free_stock(db), sku_with_free_stock(db, skip=1)
     before = (stock_row(db, sku_a), stock_row(db, sku_b))
-    idents = db.execute("SELECT * FROM ins_ident ORDER BY 1").fetchall()
+    idents = db.all("SELECT * FROM ins_ident ORDER BY 1")
     real = DemoSession._write_line
     calls = []
 
@@ -650,20 +615,19 @@ def test_order_failing_on_its_second_line_leaves_nothing(
             lines=[{"sku": sku_a, "quantity": "2"}, {"sku": sku_b, "quantity": "2"}],
         )
     assert calls == [1, 2]
-    assert one(db, "SELECT count(*) FROM dok__Dokument WHERE dok_Typ = 16")[0] == 0
+    assert db.one("SELECT count(*) FROM dok__Dokument WHERE dok_Typ = 16")[0] == 0
     assert (
-        one(
-            db,
+        db.one(
             "SELECT count(*) FROM dok_Pozycja WHERE ob_DokHanId NOT IN"
             " (SELECT dok_Id FROM dok__Dokument)",
         )[0]
         == 0
     )
     assert (stock_row(db, sku_a), stock_row(db, sku_b)) == before
-    assert db.execute("SELECT * FROM ins_ident ORDER BY 1").fetchall() == idents
+    assert db.all("SELECT * FROM ins_ident ORDER BY 1") == idents
 
 
-def test_concurrent_orders_never_oversell(connector: DemoConnector, db: sqlite3.Connection) -> None:
+def test_concurrent_orders_never_oversell(connector: DemoConnector, db: ErpDb) -> None:
     sku = sku_with_free_stock(db)
     stock, reserved = stock_row(db, sku)
     available = int(stock - reserved)
@@ -697,13 +661,11 @@ def test_concurrent_orders_never_oversell(connector: DemoConnector, db: sqlite3.
         w.join(timeout=30)
     assert outcomes.count("ok") == min(threads, available)
     assert stock_row(db, sku) == (stock, reserved + min(threads, available))
-    numbers = [r[0] for r in db.execute("SELECT dok_NrPelny FROM dok__Dokument WHERE dok_Typ = 16")]
+    numbers = [r[0] for r in db.all("SELECT dok_NrPelny FROM dok__Dokument WHERE dok_Typ = 16")]
     assert len(set(numbers)) == len(numbers) == outcomes.count("ok")
 
 
-def test_orders_get_by_id_number_and_external_number(
-    session: DemoSession, db: sqlite3.Connection
-) -> None:
+def test_orders_get_by_id_number_and_external_number(session: DemoSession, db: ErpDb) -> None:
     created = call(
         session,
         "orders.create",
@@ -714,13 +676,14 @@ def test_orders_get_by_id_number_and_external_number(
     assert call(session, "orders.get", id=created.id) == created
     assert call(session, "orders.get", number=created.number) == created
     assert call(session, "orders.get", external_number="GET-1") == created
-    fs_id = one(db, "SELECT dok_Id FROM dok__Dokument WHERE dok_Typ = 2 LIMIT 1")[0]
-    for ref in (
+    fs_id = db.one("SELECT dok_Id FROM dok__Dokument WHERE dok_Typ = 2 LIMIT 1")[0]
+    refs: list[dict[str, Any]] = [
         {"id": str(fs_id)},
         {"id": "x1"},
         {"number": "ZK 99/01/2020"},
         {"external_number": "NOPE"},
-    ):
+    ]
+    for ref in refs:
         with pytest.raises(NotFound):
             call(session, "orders.get", **ref)
 
@@ -728,20 +691,18 @@ def test_orders_get_by_id_number_and_external_number(
 # -- invoices ----------------------------------------------------------------------------------
 
 
-def test_invoices_list_range_unpaid_and_paging(
-    session: DemoSession, db: sqlite3.Connection
-) -> None:
+def test_invoices_list_range_unpaid_and_paging(session: DemoSession, db: ErpDb) -> None:
     kh_id = customer_with_open_receivables(db)
-    rows = db.execute(
+    rows = db.all(
         "SELECT dok_Id, dok_NrPelny, dok_DataWyst, dok_WartBrutto, coalesce(nzf_Wartosc, 0)"
         " FROM dok__Dokument LEFT JOIN nz__Finanse ON nzf_IdDokumentAuto = dok_Id AND nzf_Typ = 39"
         " WHERE dok_PlatnikId = ? AND dok_Typ IN (2, 21) ORDER BY dok_DataWyst DESC, dok_Id DESC",
-        (kh_id,),
-    ).fetchall()
+        kh_id,
+    )
     everything = call(session, "invoices.list", customer={"id": str(kh_id)}, limit=200)
     assert [i.id for i in everything.items] == [str(r[0]) for r in rows]
     for item, row in zip(everything.items, rows, strict=True):
-        assert (item.number, item.gross, item.open) == (row[1], money(row[3]), money(row[4]))
+        assert (item.number, item.gross, item.open) == (row[1], db.money(row[3]), db.money(row[4]))
         assert item.paid == (row[4] == 0)
         assert item.kind == "FS"
         assert item.net + item.vat == item.gross
@@ -758,13 +719,11 @@ def test_invoices_list_range_unpaid_and_paging(
         date_to=end.isoformat(),
         limit=200,
     )
-    assert [i.id for i in ranged.items] == [
-        str(r[0]) for r in rows if start <= date.fromisoformat(r[2][:10]) <= end
-    ]
+    assert [i.id for i in ranged.items] == [str(r[0]) for r in rows if start <= db.day(r[2]) <= end]
     page = call(session, "invoices.list", customer={"id": str(kh_id)}, limit=2, offset=1)
     assert [i.id for i in page.items] == [str(r[0]) for r in rows[1:3]]
     assert page.next_offset == (3 if len(rows) > 3 else None)
-    person = one(db, "SELECT dok_PlatnikId FROM dok__Dokument WHERE dok_Typ = 21 LIMIT 1")[0]
+    person = db.one("SELECT dok_PlatnikId FROM dok__Dokument WHERE dok_Typ = 21 LIMIT 1")[0]
     receipts = call(session, "invoices.list", customer={"id": str(person)}, limit=200)
     assert receipts.items
     assert all(i.paid for i in receipts.items if i.kind == "PA")
@@ -775,24 +734,23 @@ def test_invoices_list_range_unpaid_and_paging(
 # -- failures ----------------------------------------------------------------------------------
 
 
-def test_locked_database_is_erp_unavailable(db_path: Path) -> None:
-    connector = DemoConnector(str(db_path), seed=False, busy_timeout_ms=100)
+def test_locked_database_is_erp_unavailable(erp_db: tuple[str, str], db: ErpDb) -> None:
+    """A writer that cannot get its locks in time fails as retryable and the session goes on:
+    SQLite's busy timeout ends the wait there, the statement limit set on the server from the
+    call's deadline ends it on MariaDB."""
+    connector = DemoConnector(erp_db[0], seed=False, busy_timeout_ms=100)
     session = connector.open_session()
-    blocker = sqlite3.connect(db_path, isolation_level=None)
     try:
-        blocker.execute("BEGIN IMMEDIATE")
-        with pytest.raises(ErpUnavailable):
-            call(session, "customers.create", name="Zablokowana Baza")
-        blocker.execute("ROLLBACK")
+        with db.write_lock(), pytest.raises(ErpUnavailable):
+            call(session, "customers.create", deadline_s=1, name="Zablokowana Baza")
         assert call(session, "customers.create", name="Odblokowana Baza").name == "Odblokowana Baza"
     finally:
-        blocker.close()
         session.close()
         connector.close()
 
 
 def test_interrupt_aborts_the_running_statement(
-    session: DemoSession, monkeypatch: pytest.MonkeyPatch
+    sqlite_only: None, session: DemoSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy import literal_column, select
 

@@ -1,21 +1,19 @@
 """The demo connector keeps each write's idempotency key in the ERP document and finds it again.
 
 `find_write` is what the agent asks after a crash between the ERP commit and its journal update;
-it must find exactly what the write created, and nothing for a write that never committed.
+it must find exactly what the write created, and nothing for a write that never committed. Runs
+on every backend of the contract suite (`conftest.BACKENDS`).
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.dialects import mssql
 
 from agent.connectors.base import CallContext, Conflict, Unsupported
-from agent.connectors.demo import DemoConnector, DemoSession
+from agent.connectors.demo import DemoSession
 from agent.connectors.demo.keys import (
     CUSTOMER_KEY_WIDTH,
     ORDER_KEY_WIDTH,
@@ -26,15 +24,7 @@ from agent.connectors.demo.keys import (
 from protocol.operations.catalogue import CATALOGUE
 from protocol.operations.customers import Customer
 from protocol.operations.orders import Order
-
-
-@pytest.fixture
-def session(erp_path: Path) -> Iterator[DemoSession]:
-    connector = DemoConnector(str(erp_path), seed=False)
-    s = connector.open_session()
-    yield s
-    s.close()
-    connector.close()
+from tests.contract.conftest import ErpDb
 
 
 def _run(session: DemoSession, operation: str, key: str | None, **args: Any) -> Any:
@@ -42,33 +32,32 @@ def _run(session: DemoSession, operation: str, key: str | None, **args: Any) -> 
     return session.execute(operation, model, CallContext(operation, key))
 
 
-def _sku(erp: sqlite3.Connection) -> str:
-    row = erp.execute(
+def _sku(db: ErpDb) -> str:
+    row = db.one(
         "SELECT tw_Symbol FROM tw__Towar JOIN tw_Stan ON st_TowId = tw_Id "
         "JOIN sl_Magazyn ON mag_Id = st_MagId AND mag_Symbol = 'MAG' "
-        "WHERE tw_Zablokowany = 0 AND st_Stan - st_StanRez >= 100000 LIMIT 1"
-    ).fetchone()
+        "WHERE tw_Zablokowany = 0 AND st_Stan - st_StanRez >= ? LIMIT 1",
+        db.stored_money(10),
+    )
     return str(row[0])
 
 
-def _order_args(erp: sqlite3.Connection, external: str, quantity: str = "2") -> dict[str, Any]:
+def _order_args(db: ErpDb, external: str, quantity: str = "2") -> dict[str, Any]:
     return {
         "external_number": external,
         "customer": {"id": "1"},
         "warehouse": "MAG",
-        "lines": [{"sku": _sku(erp), "quantity": quantity}],
+        "lines": [{"sku": _sku(db), "quantity": quantity}],
     }
 
 
-def test_order_key_is_in_the_document_and_found_again(
-    session: DemoSession, erp: sqlite3.Connection
-) -> None:
+def test_order_key_is_in_the_document_and_found_again(session: DemoSession, db: ErpDb) -> None:
     key = "erpkid_x:order-1"
-    order = _run(session, "orders.create", key, **_order_args(erp, "SHOP-FW-1"))
-    stored = erp.execute(
+    order = _run(session, "orders.create", key, **_order_args(db, "SHOP-FW-1"))
+    stored = db.one(
         "SELECT dok_TransakcjaSymbol, dok_NrPelnyOryg FROM dok__Dokument WHERE dok_Id = ?",
-        (int(order.id),),
-    ).fetchone()
+        int(order.id),
+    )
     assert stored == (key_token(key, ORDER_KEY_WIDTH), "SHOP-FW-1")
     assert len(stored[0]) == ORDER_KEY_WIDTH
     found = session.find_write("orders.create", key)
@@ -77,14 +66,10 @@ def test_order_key_is_in_the_document_and_found_again(
     assert session.find_write("orders.create", "erpkid_x:order-2") is None
 
 
-def test_customer_key_is_in_the_record_and_found_again(
-    session: DemoSession, erp: sqlite3.Connection
-) -> None:
+def test_customer_key_is_in_the_record_and_found_again(session: DemoSession, db: ErpDb) -> None:
     key = "erpkid_x:customer-1"
     customer = _run(session, "customers.create", key, name="Find Write Sp. z o.o.")
-    stored = erp.execute(
-        "SELECT kh_Pole8 FROM kh__Kontrahent WHERE kh_Id = ?", (int(customer.id),)
-    ).fetchone()[0]
+    stored = db.one("SELECT kh_Pole8 FROM kh__Kontrahent WHERE kh_Id = ?", int(customer.id))[0]
     assert stored == key_token(key, CUSTOMER_KEY_WIDTH)
     found = session.find_write("customers.create", key)
     assert isinstance(found, Customer)
@@ -92,33 +77,30 @@ def test_customer_key_is_in_the_record_and_found_again(
     assert session.find_write("customers.create", "erpkid_x:other") is None
 
 
-def test_a_refused_write_leaves_no_key(session: DemoSession, erp: sqlite3.Connection) -> None:
+def test_a_refused_write_leaves_no_key(session: DemoSession, db: ErpDb) -> None:
     """The key goes in with the document, in one transaction: no document, no key."""
     key = "erpkid_x:too-much"
     with pytest.raises(Conflict):
-        _run(session, "orders.create", key, **_order_args(erp, "SHOP-FW-2", "99999999"))
+        _run(session, "orders.create", key, **_order_args(db, "SHOP-FW-2", "99999999"))
     token = key_token(key, ORDER_KEY_WIDTH)
     assert (
-        erp.execute(
-            "SELECT COUNT(*) FROM dok__Dokument WHERE dok_TransakcjaSymbol = ?", (token,)
-        ).fetchone()[0]
-        == 0
+        db.one("SELECT COUNT(*) FROM dok__Dokument WHERE dok_TransakcjaSymbol = ?", token)[0] == 0
     )
     assert session.find_write("orders.create", key) is None
 
 
-def test_long_keys_fit_the_columns(session: DemoSession, erp: sqlite3.Connection) -> None:
+def test_long_keys_fit_the_columns(session: DemoSession, db: ErpDb) -> None:
     key = "erpkid_x:" + "k" * 246  # 255 characters, the protocol's limit
-    order = _run(session, "orders.create", key, **_order_args(erp, "SHOP-FW-3"))
+    order = _run(session, "orders.create", key, **_order_args(db, "SHOP-FW-3"))
     assert session.find_write("orders.create", key) == order
     assert session.find_write("orders.create", key[:-1] + "j") is None
 
 
-def test_a_write_without_a_key_stores_none(session: DemoSession, erp: sqlite3.Connection) -> None:
-    order = _run(session, "orders.create", None, **_order_args(erp, "SHOP-FW-4"))
-    stored = erp.execute(
-        "SELECT dok_TransakcjaSymbol FROM dok__Dokument WHERE dok_Id = ?", (int(order.id),)
-    ).fetchone()[0]
+def test_a_write_without_a_key_stores_none(session: DemoSession, db: ErpDb) -> None:
+    order = _run(session, "orders.create", None, **_order_args(db, "SHOP-FW-4"))
+    stored = db.one(
+        "SELECT dok_TransakcjaSymbol FROM dok__Dokument WHERE dok_Id = ?", int(order.id)
+    )[0]
     assert stored is None
 
 

@@ -27,11 +27,18 @@ def write_agent_config(
     journal_path: Path,
     max_concurrency: int = 2,
     connections: int | None = None,
+    agent_options: Sequence[str] = (),
+    relay_options: Sequence[str] = (),
+    top_options: Sequence[str] = (),
+    tables: str = "",
 ) -> Path:
     """An agent TOML for a local relay (``ws://``) and a demo ERP file that already exists.
 
     ``relay_url`` is ``[relay] url``, or ``[relay] urls`` when a list; ``connections`` defaults
-    to one per URL."""
+    to one per URL. ``agent_options`` are more TOML lines for ``[agent]``
+    (``'read_only = true'``), ``relay_options`` for ``[relay]`` (``'proxy = "none"'``),
+    ``top_options`` top-level ones (``'log_level = "debug"'``); ``tables`` is more TOML text
+    at the end (``'[status]\\nlisten = "127.0.0.1:8765"\\n'``)."""
     if isinstance(relay_url, str):
         address = f'url = "{relay_url}"\n'
         links = connections or 1
@@ -39,24 +46,26 @@ def write_agent_config(
         address = f"urls = [{', '.join(f'{url!r}' for url in relay_url)}]\n"
         links = connections or len(relay_url)
     path.write_text(
-        "[relay]\n"
+        "".join(f"{line}\n" for line in top_options) + "[relay]\n"
         f"{address}"
         f"connections = {links}\n"
         "allow_insecure = true\n"
         "connect_timeout_s = 5\n"
         "ping_interval_s = 5\n"
-        "ping_timeout_s = 5\n\n"
+        "ping_timeout_s = 5\n" + "".join(f"{line}\n" for line in relay_options) + "\n"
         "[reconnect]\n"
         "base_s = 0.1\n"
         "cap_s = 0.5\n"
         "stable_after_s = 2\n\n"
         "[agent]\n"
         f"max_concurrency = {max_concurrency}\n"
-        f"journal_path = {str(journal_path)!r}\n\n"
+        f"journal_path = {str(journal_path)!r}\n"
+        + "".join(f"{line}\n" for line in agent_options)
+        + "\n"
         "[connector]\n"
         'type = "demo"\n'
         f"path = {str(erp_path)!r}\n"
-        "seed = false\n",
+        "seed = false\n" + tables,
         encoding="utf-8",
     )
     return path
@@ -72,8 +81,21 @@ def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
 class AgentProcess:
     """One agent installation (config, token, log file) whose process can be (re)started."""
 
-    def __init__(self, config: Path, token: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        token: str | None,
+        log_path: Path,
+        command_prefix: Sequence[str] = (),
+        *,
+        log_level: str | None = "info",
+    ) -> None:
+        """``command_prefix`` runs the agent through another command (``ip netns exec NAME``).
+        ``token`` goes in ERP_AGENT_TOKEN (None: the config's ``token_file`` is read);
+        ``log_level`` in ERP_AGENT_LOG_LEVEL (None: the config's ``log_level``)."""
         self.config = config
+        self.log_level = log_level
+        self.command_prefix = tuple(command_prefix)
         self.token = token
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -84,12 +106,16 @@ class AgentProcess:
         if self.alive:
             raise RuntimeError("the agent process is already running")
         self._close_log()
-        extra = {"ERP_AGENT_TOKEN": self.token, "ERP_AGENT_LOG_LEVEL": "info", **env}
+        defaults = {"ERP_AGENT_TOKEN": self.token, "ERP_AGENT_LOG_LEVEL": self.log_level}
+        extra = {k: v for k, v in defaults.items() if v is not None} | env
         if crash_at is not None:
             extra[CRASH_ENV] = crash_at
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+            [
+                *self.command_prefix,
+                *(sys.executable, "-m", "agent", "run", "--config", str(self.config)),
+            ],
             env=_clean_env(extra),
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -50,11 +50,18 @@ class RelayHandle:
 
 @asynccontextmanager
 async def serve_relay(
-    database_url: str, port: int | None = None, **overrides: Any
+    database_url: str,
+    port: int | None = None,
+    *,
+    uvicorn: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RelayHandle]:
+    """``uvicorn`` adds server options (``ssl_certfile``, ``ssl_keyfile`` to serve TLS)."""
     port = port or free_port()
     settings = RelaySettings(database_url=database_url, host="127.0.0.1", port=port, **overrides)
-    server = RelayServer(uvicorn_config(create_app(settings), settings, loop="asyncio"))
+    server = RelayServer(
+        uvicorn_config(create_app(settings), settings, loop="asyncio", **(uvicorn or {}))
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -81,6 +81,7 @@ hellos = st.builds(
     erp=ids,
     instance_id=names,
     hostname=ids,
+    not_allowed=st.lists(bounded_text(LIMITS.max_name_length, min_size=1), max_size=4).map(tuple),
 )
 welcomes = st.builds(
     Welcome,
@@ -214,7 +215,8 @@ def only_frame_error(data: bytes | str, limits: Limits = LIMITS) -> Frame | None
 def test_every_frame_type_has_a_name_and_a_side() -> None:
     assert set(FRAME_TYPES.values()) == set(TYPE_NAMES)
     assert set(TYPE_NAMES) == AGENT_FRAMES | RELAY_FRAMES
-    assert not AGENT_FRAMES & RELAY_FRAMES
+    either_side = AGENT_FRAMES & RELAY_FRAMES
+    assert either_side == {GoAway}
     assert set(STRATEGIES) == set(TYPE_NAMES)
     assert set(VALID) == set(FRAME_TYPES)
 

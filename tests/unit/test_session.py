@@ -306,7 +306,7 @@ def test_answer_for_never_sent_id_is_rejected(opened: ConnectionPair, answer: Fr
 
 @pytest.mark.parametrize(
     "frame",
-    [Call(1, "ping", {}, 0), Welcome("s", "v", 0, 1024), GoAway(), Cancel(1), HELLO],
+    [Call(1, "ping", {}, 0), Welcome("s", "v", 0, 1024), Cancel(1), HELLO],
     ids=lambda f: type(f).__name__,
 )
 def test_agent_may_not_send_relay_frames(opened: ConnectionPair, frame: Frame) -> None:
@@ -336,6 +336,29 @@ def test_events_flow_at_any_time_after_hello(opened: ConnectionPair) -> None:
 def test_goaway_reaches_the_agent(opened: ConnectionPair) -> None:
     opened.relay_sends(opened.relay.goaway("deploy", 250))
     assert opened.deliver_to_agent() == GoAway("deploy", 250)
+
+
+def test_agent_goaway_hands_over_and_answers_still_flow(opened: ConnectionPair) -> None:
+    call = opened.call()
+    opened.agent_sends(opened.agent.goaway("token rotated"))
+    assert opened.deliver_to_relay() == GoAway("token rotated")
+    # a call that crossed the goaway on the wire is still answered on this connection
+    crossed = opened.call()
+    opened.agent_sends(opened.agent.result(call.id, 1, 0.1, 0.1))
+    opened.agent_sends(opened.agent.result(crossed.id, 2, 0.1, 0.1))
+    assert opened.deliver_to_relay() == Result(call.id, 1, 0.1, 0.1)
+    assert opened.deliver_to_relay() == Result(crossed.id, 2, 0.1, 0.1)
+    assert opened.relay.pending == set()
+
+
+def test_agent_goaway_before_hello_is_rejected(pair: ConnectionPair) -> None:
+    with pytest.raises(UnexpectedFrame):
+        pair.relay.receive(raw(GoAway("token rotated")))
+
+
+def test_agent_goaway_needs_an_open_session(pair: ConnectionPair) -> None:
+    with pytest.raises(RuntimeError):
+        pair.agent.goaway("token rotated")
 
 
 # --- agent side -----------------------------------------------------------------------------

@@ -4,21 +4,28 @@ A `DemoSession` owns one SQLAlchemy `Connection` for its whole life (one databas
 worker thread) and runs every call in one transaction: reads in a plain one, so the queries of
 one call see one snapshot; writes in one that takes the write lock first (``BEGIN IMMEDIATE`` on
 SQLite), so an order's checks and its reservation cannot interleave with another order's.
-Database errors are translated in one place, `_translate`, and never carry the database's own
-text to the caller.
+Database errors are read by the shared SQL layer (`agent.connectors.sql.errors`) and never carry
+the database's own text to the caller.
+
+The session outlives database restarts: a call that finds its connection dead reconnects. When
+the connection died before the call's own statements ran (while setting the statement limit)
+the call simply goes on over the new connection; a read that lost it mid-way is run once more
+on a fresh one; a write that lost it is *not* re-run, since it may have committed: it fails as
+retryable ``erp_unavailable`` and the agent's write journal settles it with `find_write`.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, Row
@@ -33,7 +40,6 @@ from agent.connectors.base import (
     ConnectorInfo,
     ConnectorSession,
     ErpFailure,
-    ErpUnavailable,
     NotFound,
     Unsupported,
     handles,
@@ -58,6 +64,8 @@ from agent.connectors.demo.schema import (
     DocType,
 )
 from agent.connectors.demo.seed import create_demo_database, document_number
+from agent.connectors.sql import Fault, apply_statement_limit, classify, connector_error, translate
+from agent.connectors.sql.timeouts import remaining_seconds
 from protocol.operations.catalogue import WRITE_OPERATIONS
 from protocol.operations.customers import (
     Customer,
@@ -88,6 +96,8 @@ from protocol.operations.products import (
 from protocol.operations.system import PingArgs, PingResult
 from protocol.operations.types import Address
 
+log = logging.getLogger("agent.connectors.demo")
+
 CENT = Decimal("0.01")
 NOTES_MAX = 500
 """``dok_Uwagi`` is ``varchar(500)`` in Subiekt GT."""
@@ -104,6 +114,7 @@ _FIELD_LIMITS = {
 """Column lengths of ``kh__Kontrahent`` / ``adr__Ewid`` stricter than the catalogue's."""
 
 Today = Callable[[], date]
+_T = TypeVar("_T")
 
 
 def _agent_version() -> str:
@@ -143,26 +154,80 @@ class DemoSession(ConnectorSession):
         self._today = today
         self._erp = erp
         self._writes = writes
+        self._dialect = conn.dialect
         self._sqlite = conn.dialect.name == "sqlite"
         self._dbapi: Any = conn.connection.dbapi_connection
+        self._limited: Any = None
+        """The DB-API connection a statement limit is in force on, if any."""
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def execute(self, operation: str, args: BaseModel, ctx: CallContext) -> BaseModel:
-        if operation in WRITE_OPERATIONS and not self._writes:
+        write = operation in WRITE_OPERATIONS
+        if write and not self._writes:
             raise Unsupported(f"{operation} is disabled: this demo connector is read-only")
-        try:
-            # The raw connection `interrupt` will use; refreshed here, in the owning thread,
-            # in case SQLAlchemy replaced an invalidated one since the last call.
-            self._dbapi = self._conn.connection.dbapi_connection
-            return super().execute(operation, args, ctx)
-        except ConnectorError:
-            raise
-        except sa_exc.SQLAlchemyError as exc:
-            raise _translate(exc) from exc
+        run = partial(super().execute, operation, args, ctx)
+        return self._attempt(run, ctx.deadline, rerun=not write)
+
+    def find_write(self, operation: str, idempotency_key: str) -> BaseModel | None:
+        """The order or customer an earlier write with this key created, or None.
+
+        `create_order` and `create_customer` store the key's token (`key_token`) in the
+        document they insert, in the same transaction, so a committed write is always found.
+        """
+        if operation not in ("orders.create", "customers.create"):
+            raise Unsupported(f"the demo connector cannot look up earlier {operation} writes")
+        return self._attempt(partial(self._find_write, operation, idempotency_key), None, True)
+
+    def _attempt(self, run: Callable[[], _T], deadline: float | None, rerun: bool) -> _T:
+        """``run`` on a live connection, reconnecting as the module docstring says."""
+        for attempt in (1, 2):
+            self._prepare(deadline)
+            try:
+                return run()
+            except ConnectorError:
+                raise
+            except sa_exc.SQLAlchemyError as exc:
+                fault = classify(exc, self._dialect.name)
+                if fault is Fault.LOST:
+                    self._discard_connection()
+                    if rerun and attempt == 1:
+                        log.warning("ERP database connection lost; reading again on a new one")
+                        continue
+                raise connector_error(fault) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _prepare(self, deadline: float | None) -> None:
+        """Make sure the connection is up and limit its statements to the call's deadline.
+
+        Nothing of the call has run yet, so a connection found dead here is replaced and the
+        call goes on, write or not. It also refreshes the raw connection `interrupt` uses, in
+        the owning thread.
+        """
+        seconds = remaining_seconds(deadline)
+        for attempt in (1, 2):
+            try:
+                dbapi = self._conn.connection.dbapi_connection  # reconnects if invalidated
+                self._dbapi = dbapi
+                if seconds is not None or self._limited is dbapi:
+                    limited = apply_statement_limit(dbapi, self._dialect, seconds)
+                    self._limited = dbapi if limited else None
+                return
+            except (sa_exc.SQLAlchemyError, self._dialect.loaded_dbapi.Error) as exc:
+                fault = classify(exc, self._dialect.name)
+                if fault is not Fault.LOST or attempt == 2:
+                    raise connector_error(fault) from exc
+                self._discard_connection()
+
+    def _discard_connection(self) -> None:
+        """Drop a dead connection; the next use of ``self._conn`` opens a new one."""
+        self._limited = None
+        if not self._conn.invalidated:
+            self._conn.invalidate()
 
     def interrupt(self) -> None:
-        """Abort the running statement (SQLite only; other drivers have no thread-safe cancel)."""
+        """Abort the running statement (SQLite only; other drivers have no thread-safe cancel,
+        and the server-side limit set by `_prepare` ends their statements at the deadline)."""
         if self._sqlite and self._dbapi is not None:
             self._dbapi.interrupt()
 
@@ -183,27 +248,17 @@ class DemoSession(ConnectorSession):
         finally:
             self._conn.info.pop(IMMEDIATE, None)
 
-    def find_write(self, operation: str, idempotency_key: str) -> BaseModel | None:
-        """The order or customer an earlier write with this key created, or None.
-
-        `create_order` and `create_customer` store the key's token (`key_token`) in the
-        document they insert, in the same transaction, so a committed write is always found.
-        """
-        try:
-            with self._read() as conn:
-                if operation == "orders.create":
-                    dok_id = conn.execute(order_id_by_key(idempotency_key)).scalar()
-                    if dok_id is None:
-                        return None
-                    return self._load_order(conn, conn.execute(q.order_by_id(int(dok_id))).one())
-                if operation == "customers.create":
-                    kh_id = conn.execute(customer_id_by_key(idempotency_key)).scalar()
-                    if kh_id is None:
-                        return None
-                    return _customer(conn.execute(q.customer_by_id(int(kh_id))).one())
-        except sa_exc.SQLAlchemyError as exc:
-            raise _translate(exc) from exc
-        raise Unsupported(f"the demo connector cannot look up earlier {operation} writes")
+    def _find_write(self, operation: str, idempotency_key: str) -> BaseModel | None:
+        with self._read() as conn:
+            if operation == "orders.create":
+                dok_id = conn.execute(order_id_by_key(idempotency_key)).scalar()
+                if dok_id is None:
+                    return None
+                return self._load_order(conn, conn.execute(q.order_by_id(int(dok_id))).one())
+            kh_id = conn.execute(customer_id_by_key(idempotency_key)).scalar()
+            if kh_id is None:
+                return None
+            return _customer(conn.execute(q.customer_by_id(int(kh_id))).one())
 
     def _allocate(self, conn: Connection, table_name: str, count: int) -> int:
         """The first of ``count`` fresh ids for ``table_name``, taken from ``ins_ident``."""
@@ -821,7 +876,7 @@ class DemoConnector(Connector):
         try:
             conn = self._engine.connect()
         except sa_exc.DBAPIError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc, self._engine.dialect.name) from exc
         return DemoSession(conn, today=self._today, erp=self._erp, writes=self._writes)
 
     def close(self) -> None:
@@ -927,32 +982,3 @@ def _check_lengths(new: NewCustomer) -> None:
             "fields longer than the ERP stores",
             details={"fields": {name: _FIELD_LIMITS[name] for name in too_long}},
         )
-
-
-_UNAVAILABLE_MARKERS = (
-    "database is locked",
-    "database is busy",
-    "unable to open",
-    "disk i/o error",
-    "readonly database",
-    "interrupted",
-)
-
-
-def _translate(exc: sa_exc.SQLAlchemyError) -> ConnectorError:
-    """A database error as a connector error, without the database's own text (it may hold data)."""
-    original = getattr(exc, "orig", None)
-    text = str(original or "").lower()
-    if isinstance(original, sqlite3.OperationalError) and "interrupted" in text:
-        return ErpUnavailable("the ERP statement was interrupted (call cancelled or too slow)")
-    if isinstance(original, sqlite3.OperationalError) and any(
-        marker in text for marker in _UNAVAILABLE_MARKERS
-    ):
-        return ErpUnavailable("the ERP database is busy or cannot be opened; try again")
-    if isinstance(exc, sa_exc.IntegrityError):
-        return Conflict("the ERP database refused the change (a constraint failed)")
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return ErpUnavailable("the connection to the ERP database was lost; try again")
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
-        return ErpUnavailable("the ERP database cannot be reached; try again")
-    return ErpFailure("the ERP database reported an error")

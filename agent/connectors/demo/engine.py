@@ -37,12 +37,17 @@ def url_for(url_or_path: str) -> str:
 def build_engine(url_or_path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
     """An engine for the demo ERP; SQLite gets the settings described in the module docstring.
 
-    SQLite uses no pool: a session holds its connection for its whole life, so pooling buys
-    nothing, and a closed session then really releases its file handle.
+    Other databases keep SQLAlchemy's pool with a ping at checkout, so a session opened after
+    a database restart never starts on a dead pooled connection. SQLite uses no pool: a session
+    holds its connection for its whole life, so pooling buys nothing, and a closed session then
+    really releases its file handle.
     """
     url = make_url(url_for(url_or_path))
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        # READ COMMITTED, SQL Server's default, also on MariaDB (whose default is REPEATABLE
+        # READ): a writer that waited for the ins_ident lock must then see the rows the other
+        # writer committed, or both would number their document alike.
+        return create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
     engine = create_engine(
         url,
         poolclass=NullPool,
