@@ -1,6 +1,6 @@
 """What ``erp-agent check`` tells an admin on a first install: a name that does not resolve
-(the relay's or the proxy's), plain ``ws://`` without permission, a rejected token, and a clock
-far from the relay's."""
+(the relay's or the proxy's), plain ``ws://`` without permission, a rejected token, a relay
+that no longer speaks this agent's protocol version, and a clock far from the relay's."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from protocol.session import RelaySession
 from protocol.version import SUBPROTOCOL
@@ -117,3 +118,40 @@ async def test_clock_skew_is_reported_with_its_fix(
     warning = next(json.loads(line) for line in log.splitlines() if "w32tm" in line)
     assert warning["level"] == "warning", warning
     assert warning["msg"].startswith(f"this machine's clock is {SKEW_S} s behind"), warning
+
+
+@pytest.fixture
+async def newer_relay() -> AsyncIterator[str]:
+    """A relay that has dropped this agent's protocol version: it refuses the upgrade with 426
+    and a problem worded as the real relay words it (`protocol.version.refusal_reason`)."""
+    problem = {
+        "type": "about:blank",
+        "title": "Bad request",
+        "status": 426,
+        "code": "bad_request",
+        "detail": f"protocol version {SUBPROTOCOL} is not supported by this relay; "
+        "supported: erp-relay.v2. Upgrade the agent.",
+    }
+
+    def refuse(connection: ServerConnection, _request: Request) -> Response:
+        return connection.respond(426, json.dumps(problem))
+
+    async def never(_ws: ServerConnection) -> None:
+        raise AssertionError("the upgrade was refused")
+
+    async with serve(never, "127.0.0.1", 0, process_request=refuse) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/v1/agent/connect"
+
+
+async def test_a_protocol_version_the_relay_no_longer_speaks(
+    newer_relay: str, creds: Credentials, erp_path: Path, tmp_path: Path
+) -> None:
+    config = agent_config(tmp_path, newer_relay, erp_path, ['proxy = "none"'])
+    report = await agent_check(config, creds.agent_token)
+    ok, detail = report.item("relay")
+    assert not ok, report
+    assert detail == (
+        f"protocol version refused by the relay: protocol version {SUBPROTOCOL} is not "
+        "supported by this relay; supported: erp-relay.v2. Upgrade the agent."
+    ), detail
