@@ -81,7 +81,7 @@ def _write_secret(path: Path, secret: str) -> None:
     path.chmod(0o600)
 
 
-def _banner(port: int, api_key: str, password: str) -> str:
+def _banner(port: int, api_key: str, password: str, agent_config: Path) -> str:
     base = f"http://127.0.0.1:{port}"
     return "\n".join(
         [
@@ -93,6 +93,7 @@ def _banner(port: int, api_key: str, password: str) -> str:
             f"  API key       {api_key}   (shown once; stored hashed)",
             f"  dashboard     {base}{DASHBOARD_PATH}/",
             f"                sign in as {DEMO_OPERATOR} / {password}   (demo only)",
+            f"  agent status  erp-agent status --config {agent_config}",
             "",
             "Try it:",
             f"  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' "
@@ -135,7 +136,7 @@ async def run_demo(state_dir: Path, port: int) -> None:
                 server.should_exit = True
                 raise click.ClickException("the demo agent did not connect; see its log above")
             await asyncio.sleep(0.1)
-        click.echo(_banner(port, api_key, password))
+        click.echo(_banner(port, api_key, password, config))
         sys.stdout.flush()  # the banner must show at once even when stdout is a pipe
         await serving
     finally:
