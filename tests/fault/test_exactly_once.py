@@ -67,15 +67,23 @@ def demo_agent(
     )
 
 
-async def reconnected(agent: Supervisor, before: int) -> None:
+async def reconnected(agent: Supervisor, before: int, relay: RelayHandle) -> None:
+    """The agent has a new connection and the relay has registered it: the relay sends
+    welcome before it adds the link to its hub, so an agent that saw welcome may still be
+    unknown to a call made at that very moment (503 agent_offline)."""
     await wait_for(
-        lambda: agent.connections > before and agent.status.connected,
+        lambda: (
+            agent.connections > before
+            and agent.status.connected
+            and relay.state.hub.is_online("acme")
+        ),
         timeout=10,
         what="the agent to reconnect",
     )
 
 
 async def test_connection_cut_after_the_erp_commit(
+    quiet_relay: RelayHandle,
     proxy: FaultProxy,
     http: httpx.AsyncClient,
     creds: Credentials,
@@ -101,7 +109,7 @@ async def test_connection_cut_after_the_erp_commit(
             first = await write(http, order(external, sku), key)
             assert first.status_code == 502, first.text
             assert first.json()["outcome"] == "unknown"
-            await reconnected(agent, before)
+            await reconnected(agent, before, quiet_relay)
             retry = await write(http, order(external, sku), key)
             assert retry.status_code == 200, retry.text
             assert zk_count(erp, external) == 1, f"round {n}"
@@ -168,7 +176,7 @@ async def test_half_open_link_fails_fast_and_heals(
                     assert first.status_code in (502, 503), first.text
                     assert time.monotonic() - started < 3, "the call hung instead of failing"
                     faults.blackholed = False
-                    await reconnected(agent, before)
+                    await reconnected(agent, before, relay)
                     retry = await write(http, order(external, sku), key)
                     assert retry.status_code == 200, retry.text
                     assert zk_count(erp, external) == 1, f"round {n}"
