@@ -28,7 +28,8 @@ from agent.executor import Running
 from agent.health import ErpHealth, report
 from agent.logs import log_call
 from agent.settings import AgentSettings
-from agent.status import Activity, token_public_id
+from agent.status import Activity
+from protocol.credentials import public_id
 from protocol.errors import CloseCode, ProtocolError, close_reason
 from protocol.frames import Call, Cancel, GoAway, Hello, Welcome
 from protocol.limits import Limits
@@ -108,7 +109,8 @@ class LinkStatus:
     connections: int = 0
     """Connections of this link that opened and have ended."""
     token_id: str = ""
-    """The public id of the token the connection authenticated with (`token_public_id`)."""
+    """The public id of the token the connection authenticated with
+    (`protocol.credentials.public_id`)."""
     activity: Activity = field(default_factory=Activity)
     """Where answered calls are noted for the status file; the supervisor shares one."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -129,7 +131,7 @@ async def run_link(
     With ``health``, the connection reports it to the relay (`agent.health.report`); with
     ``handover``, it can be asked to make way for a new connection."""
     token = settings.read_token()
-    status.token_id = token_public_id(token)
+    status.token_id = public_id(token)
     relay = settings.relay
     url = status.url = relay.link_url(hello.slot)
     route = relay.egress(url)

@@ -17,7 +17,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -41,15 +40,6 @@ hundreds of calls a second, and one file per call would cost more than the calls
 
 SnapshotSource = Callable[[bool], dict[str, Any]]
 """Builds the snapshot; the argument says whether the agent is still running."""
-
-_TOKEN_ID = re.compile(r"^er[a-z]{1,2}_([a-z0-9]{12})_")
-
-
-def token_public_id(token: str) -> str:
-    """The public id of an ERP Relay token (not secret: the relay lists it next to each
-    connection and revokes by it), or "" for a token of another shape."""
-    match = _TOKEN_ID.match(token)
-    return match.group(1) if match else ""
 
 
 @dataclass(frozen=True, slots=True)

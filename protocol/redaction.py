@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import re
 
+from protocol.credentials import PUBLIC_PART
+
 REDACTED = "[redacted]"
 
 _Rule = tuple[re.Pattern[str], str]
 
 _SECRET_RULES: tuple[_Rule, ...] = (
     # erpa_/erpk_ (and any future er??_ kind): keep the prefix and public id, drop the secret.
-    (re.compile(r"\b(er[a-z]{1,2}_[a-z0-9]{12})_[A-Za-z0-9]{8,}"), rf"\1_{REDACTED}"),
+    (re.compile(rf"\b({PUBLIC_PART})_[A-Za-z0-9]{{8,}}"), rf"\1_{REDACTED}"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), rf"\1 {REDACTED}"),
     # scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@"), rf"\1:{REDACTED}@"),

@@ -31,8 +31,8 @@ import secrets
 import string
 from dataclasses import dataclass, field
 
-PUBLIC_ID_LENGTH = 12
-SECRET_LENGTH = 43
+from protocol.credentials import PUBLIC_ID_LENGTH, SECRET_LENGTH
+
 _PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 
