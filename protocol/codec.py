@@ -16,6 +16,7 @@ import orjson
 from protocol.errors import CloseCode, FrameError
 from protocol.frames import (
     TYPE_NAMES,
+    Ack,
     Call,
     Cancel,
     Error,
@@ -244,6 +245,14 @@ def _event(obj: _Obj, limits: Limits) -> Event:
         kind=_str(obj, "kind", limits.max_name_length),
         data=obj.get("data"),
         seq=_int(obj, "seq", 0, 2**63 - 1, default=0),
+        stream=_str(obj, "stream", limits.max_id_length, default=""),
+    )
+
+
+def _ack(obj: _Obj, limits: Limits) -> Ack:
+    return Ack(
+        stream=_str(obj, "stream", limits.max_id_length),
+        seq=_int(obj, "seq", 1, 2**63 - 1),
     )
 
 
@@ -256,4 +265,5 @@ _DECODERS: dict[str, Callable[[_Obj, Limits], Frame]] = {
     "cancel": _cancel,
     "goaway": _goaway,
     "event": _event,
+    "ack": _ack,
 }

@@ -16,6 +16,7 @@ goaway     relay       the relay is draining: reconnect (elsewhere) now
 goaway     agent       the agent hands this connection over (token rotated, config
                        reloaded): take no new call on it, close it once answered
 event      agent       something happened at the site, not tied to a call
+ack        relay       a change event (``event`` with a ``stream``) is stored durably
 =========  ==========  ================================================================
 
 Values that are already JSON (call arguments forwarded from an HTTP body, a result the agent
@@ -136,19 +137,40 @@ class GoAway:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Agent → relay: something happened at the site (a change in the ERP, a health change)."""
+    """Agent → relay: something happened at the site (a change in the ERP, a health change).
+
+    A change event (`CHANGE_EVENT`) comes from the agent's durable outbox: ``stream`` names the
+    outbox (a random id made when it was created, so a reinstalled agent starting again at seq 1
+    is not mistaken for a replay) and ``seq`` numbers the event in it. The agent sends it again
+    until the relay answers `Ack`; the relay stores each (agent, stream, seq) once.
+    """
 
     kind: str
     data: JSONValue = field(default=None)
     seq: int = 0
+    stream: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Relay → agent: the change event ``seq`` of ``stream`` is stored; the agent may forget it.
+
+    Sent only in answer to a change event, so an agent that never sends one never sees it.
+    """
+
+    stream: str
+    seq: int
 
 
 HEALTH_EVENT = "health"
 """`Event.kind` of the agent's health report (docs/protocol.md): ``data`` is ``{"erp": "ok" |
 "unreachable", "rtt_ms": number | null, "detail": string}``."""
 
+CHANGE_EVENT = "change"
+"""`Event.kind` of a change in the ERP (`protocol.changes`): ``data`` is one change."""
 
-Frame: TypeAlias = Hello | Welcome | Call | Result | Error | Cancel | GoAway | Event
+
+Frame: TypeAlias = Hello | Welcome | Call | Result | Error | Cancel | GoAway | Event | Ack
 
 FRAME_TYPES: dict[str, type[Frame]] = {
     "hello": Hello,
@@ -159,8 +181,9 @@ FRAME_TYPES: dict[str, type[Frame]] = {
     "cancel": Cancel,
     "goaway": GoAway,
     "event": Event,
+    "ack": Ack,
 }
 TYPE_NAMES: dict[type[Frame], str] = {cls: name for name, cls in FRAME_TYPES.items()}
 
 AGENT_FRAMES: frozenset[type[Frame]] = frozenset({Hello, Result, Error, Event, GoAway})
-RELAY_FRAMES: frozenset[type[Frame]] = frozenset({Welcome, Call, Cancel, GoAway})
+RELAY_FRAMES: frozenset[type[Frame]] = frozenset({Welcome, Call, Cancel, GoAway, Ack})

@@ -31,6 +31,7 @@ from protocol.frames import (
     Call,
     Cancel,
     Error,
+    Ack,
     Event,
     Frame,
     GoAway,
@@ -119,6 +120,10 @@ class RelaySession:
     def goaway(self, reason: str, reconnect_delay_ms: int = 0) -> bytes:
         return encode(GoAway(reason, reconnect_delay_ms))
 
+    def ack(self, stream: str, seq: int) -> bytes:
+        """Tell the agent that change event ``seq`` of ``stream`` is stored durably."""
+        return encode(Ack(stream, seq))
+
 
 class AgentSession:
     """The agent's end of one connection to the relay."""
@@ -152,7 +157,7 @@ class AgentSession:
             return frame
         if isinstance(frame, Cancel):
             return frame if frame.id in self.running else None
-        if isinstance(frame, GoAway):
+        if isinstance(frame, GoAway | Ack):
             return frame
         raise UnexpectedFrame(f"a relay may not send {type(frame).__name__.lower()} now")
 
@@ -174,8 +179,8 @@ class AgentSession:
         self.running.discard(call_id)
         return encode(Error(call_id, code, message, retryable, details, agent_ms, erp_ms))
 
-    def event(self, kind: str, data: JSONValue, seq: int = 0) -> bytes:
-        return encode(Event(kind, data, seq))
+    def event(self, kind: str, data: JSONValue, seq: int = 0, stream: str = "") -> bytes:
+        return encode(Event(kind, data, seq, stream))
 
     def goaway(self, reason: str) -> bytes:
         """Hand this connection over; keep answering the calls that still arrive on it."""

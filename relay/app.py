@@ -232,12 +232,13 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
         try:
             yield
         finally:
+            # Everything that asks the cluster (membership, forwarded jobs) stops before it.
             await fleet.stop()
+            await purger.stop()
+            await job_service.stop()
             if cluster is not None:
                 await cluster.stop()
-            await job_service.stop()
             await events.stop()
-            await purger.stop()
             await calllog.stop()
             if own_store:
                 await the_store.close()

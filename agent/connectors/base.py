@@ -97,7 +97,9 @@ class CheckItem:
 
 
 Handler = Callable[[Any, Any, CallContext], BaseModel]
+Finder = Callable[[Any, str], BaseModel | None]
 _F = TypeVar("_F", bound=Callable[..., BaseModel])
+_G = TypeVar("_G", bound=Callable[..., BaseModel | None])
 
 
 def handles(operation: str) -> Callable[[_F], _F]:
@@ -110,20 +112,37 @@ def handles(operation: str) -> Callable[[_F], _F]:
     return mark
 
 
+def finds(operation: str) -> Callable[[_G], _G]:
+    """Mark a session method ``(self, idempotency_key) -> result | None`` as the way to find
+    the result of an earlier ``operation`` write by its key (see `ConnectorSession.find_write`)."""
+
+    def mark(func: _G) -> _G:
+        func._erp_finds = operation  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
 class ConnectorSession(abc.ABC):
     """One ERP session, used by one worker thread at a time."""
 
     _handlers: ClassVar[dict[str, Handler]] = {}
+    _finders: ClassVar[dict[str, Finder]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers: dict[str, Handler] = {}
+        finders: dict[str, Finder] = {}
         for klass in reversed(cls.__mro__):
             for value in vars(klass).values():
                 name = getattr(value, "_erp_operation", None)
                 if name is not None:
                     handlers[name] = value
+                found = getattr(value, "_erp_finds", None)
+                if found is not None:
+                    finders[found] = value
         cls._handlers = handlers
+        cls._finders = finders
 
     @classmethod
     def operations(cls) -> frozenset[str]:
@@ -141,9 +160,13 @@ class ConnectorSession(abc.ABC):
         Write handlers store the idempotency key (or the shop's external number) in the ERP
         document inside the same ERP transaction; this looks it up. The agent calls it when its
         journal says a write was executing when the process died, before writing again.
-        Connectors that serve writes must implement it.
+        Connectors that serve writes must provide it, one `@finds("operation")` method per
+        write operation (or by overriding this method).
         """
-        raise Unsupported(f"{type(self).__name__} cannot look up earlier writes")
+        finder = self._finders.get(operation)
+        if finder is None:
+            raise Unsupported(f"{type(self).__name__} cannot look up earlier {operation} writes")
+        return finder(self, idempotency_key)
 
     def probe(self) -> None:
         """Check cheaply that the ERP answers; raise a `ConnectorError` (`ErpUnavailable`

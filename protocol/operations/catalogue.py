@@ -9,25 +9,21 @@ so that later layers (idempotency, the journal, read-only sites) can treat them 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
-from pydantic import BaseModel
+from protocol.operations import (
+    customers,
+    fulfilment,
+    invoices,
+    orders,
+    products,
+    system,
+    trade,
+    warehouse,
+)
+from protocol.operations.operation import Operation
 
-from protocol.operations import customers, invoices, orders, products, system
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    name: str
-    args: type[BaseModel]
-    result: type[BaseModel]
-    writes: bool
-    summary: str
-
-    @property
-    def group(self) -> str:
-        return self.name.split(".", 1)[0]
+__all__ = ["CATALOGUE", "WRITE_OPERATIONS", "Operation"]
 
 
 _OPERATIONS = (
@@ -118,6 +114,9 @@ _OPERATIONS = (
         False,
         "Sales invoices of a customer in a date range, optionally unpaid only",
     ),
+    *fulfilment.OPERATIONS,
+    *warehouse.OPERATIONS,
+    *trade.OPERATIONS,
 )
 
 CATALOGUE: Mapping[str, Operation] = MappingProxyType({op.name: op for op in _OPERATIONS})

@@ -20,6 +20,7 @@ from protocol.frames import (
     FRAME_TYPES,
     RELAY_FRAMES,
     TYPE_NAMES,
+    Ack,
     Call,
     Cancel,
     Error,
@@ -115,8 +116,13 @@ goaways = st.builds(
     GoAway, reason=texts, reconnect_delay_ms=st.integers(min_value=0, max_value=3_600_000)
 )
 events = st.builds(
-    Event, kind=names, data=json_values, seq=st.integers(min_value=0, max_value=2**63 - 1)
+    Event,
+    kind=names,
+    data=json_values,
+    seq=st.integers(min_value=0, max_value=2**63 - 1),
+    stream=st.just("") | ids,
 )
+acks = st.builds(Ack, stream=ids, seq=st.integers(min_value=1, max_value=2**63 - 1))
 
 STRATEGIES: dict[type[Frame], st.SearchStrategy[Any]] = {
     Hello: hellos,
@@ -127,6 +133,7 @@ STRATEGIES: dict[type[Frame], st.SearchStrategy[Any]] = {
     Cancel: cancels,
     GoAway: goaways,
     Event: events,
+    Ack: acks,
 }
 frames = st.one_of(*STRATEGIES.values())
 
@@ -172,6 +179,7 @@ VALID: dict[str, dict[str, Any]] = {
     "cancel": {"type": "cancel", "id": 1, "reason": "deadline"},
     "goaway": {"type": "goaway", "reason": "deploy", "reconnect_delay_ms": 500},
     "event": {"type": "event", "kind": "health", "data": {"erp": "up"}, "seq": 7},
+    "ack": {"type": "ack", "stream": "ob-1", "seq": 7},
 }
 
 # Fields without a default: dropping one must be refused.
@@ -184,6 +192,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "cancel": ("id",),
     "goaway": (),
     "event": ("kind",),
+    "ack": ("stream", "seq"),
 }
 
 ID_FRAMES = ("call", "result", "error", "cancel")
@@ -503,6 +512,10 @@ WRONG_TYPES: list[tuple[str, str, Any]] = [
     ("event", "seq", "1"),
     ("event", "seq", True),
     ("event", "seq", 2**63),
+    ("event", "stream", 5),
+    ("ack", "stream", None),
+    ("ack", "seq", 0),
+    ("ack", "seq", "1"),
 ]
 
 
