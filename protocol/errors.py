@@ -119,6 +119,11 @@ class ErrorCode(enum.StrEnum):
     ALREADY_EXISTS = "already_exists"
     TOKEN_NOT_FOUND = "token_not_found"  # noqa: S105 - an error code, not a secret
     API_KEY_NOT_FOUND = "api_key_not_found"
+    INSUFFICIENT_STOCK = "insufficient_stock"
+    CUSTOMER_BLOCKED = "customer_blocked"
+    PRODUCT_BLOCKED = "product_blocked"
+    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
+    INVALID_STATE = "invalid_state"
 
     @property
     def info(self) -> CodeInfo:
@@ -185,6 +190,15 @@ _CODE_INFO: dict[ErrorCode, CodeInfo] = {
     ErrorCode.ALREADY_EXISTS: CodeInfo(409, False, "The name is already taken"),
     ErrorCode.TOKEN_NOT_FOUND: CodeInfo(404, False, "No such agent token"),
     ErrorCode.API_KEY_NOT_FOUND: CodeInfo(404, False, "No such API key"),
+    ErrorCode.INSUFFICIENT_STOCK: CodeInfo(409, False, "Not enough stock"),
+    ErrorCode.CUSTOMER_BLOCKED: CodeInfo(409, False, "The customer is blocked in the ERP"),
+    ErrorCode.PRODUCT_BLOCKED: CodeInfo(409, False, "A product is blocked in the ERP"),
+    ErrorCode.CREDIT_LIMIT_EXCEEDED: CodeInfo(
+        409, False, "The document would exceed the customer's credit limit"
+    ),
+    ErrorCode.INVALID_STATE: CodeInfo(
+        409, False, "The document's state does not allow this (already cancelled, fulfilled…)"
+    ),
 }
 
 

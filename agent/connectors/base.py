@@ -58,6 +58,37 @@ class Conflict(ConnectorError):
     code = ErrorCode.CONFLICT
 
 
+class InsufficientStock(Conflict):
+    """Available stock does not cover the lines; ``details = {"lines": [{sku, requested,
+    available}]}``."""
+
+    code = ErrorCode.INSUFFICIENT_STOCK
+
+
+class CustomerBlocked(Conflict):
+    """The customer is blocked in the ERP and gets no new documents."""
+
+    code = ErrorCode.CUSTOMER_BLOCKED
+
+
+class ProductBlocked(Conflict):
+    """A product is blocked; ``details = {"blocked_skus": [...]}``."""
+
+    code = ErrorCode.PRODUCT_BLOCKED
+
+
+class CreditLimitExceeded(Conflict):
+    """Open receivables plus this document pass the customer's credit limit."""
+
+    code = ErrorCode.CREDIT_LIMIT_EXCEEDED
+
+
+class InvalidState(Conflict):
+    """The document's state does not allow the change; ``details = {"status": ...}``."""
+
+    code = ErrorCode.INVALID_STATE
+
+
 class ErpUnavailable(ConnectorError):
     """The ERP database or API cannot be reached now; a retry later may succeed."""
 
