@@ -298,6 +298,28 @@ nz__Finanse = Table(
 )
 """Settlements. ``nzf_Typ = 39`` receivable; ``nzf_Wartosc`` is what is still open."""
 
+nz_FinanseSplata = Table(
+    "nz_FinanseSplata",
+    metadata,
+    Column("nzs_Id", Integer, primary_key=True, autoincrement=False),
+    Column("nzs_IdFinanse", Integer, nullable=True),
+    Column("nzs_IdDokumentu", Integer, nullable=True),
+    Column("nzs_IdObiektu", Integer, nullable=True),
+    Column("nzs_Kwota", Money4, nullable=False),
+    Column("nzs_Waluta", _text(3), nullable=False, default="PLN"),
+    Column("nzs_Data", DateTime, nullable=False),
+    Column("nzs_FormaPlatnosci", _text(50), nullable=False, default=""),
+    Column("nzs_Opis", _text(100), nullable=False, default=""),
+    Column("nzs_TransakcjaSymbol", _text(30), nullable=True),
+    Index("ix_nzs_IdDokumentu", "nzs_IdDokumentu"),
+    Index("ix_nzs_IdFinanse", "nzs_IdFinanse"),
+    Index("ix_nzs_TransakcjaSymbol", "nzs_TransakcjaSymbol"),
+)
+"""Payments booked against a receivable (``nzs_IdFinanse``) or, before the invoice exists,
+against the order (``nzs_IdDokumentu`` = the ZK, ``nzs_IdFinanse`` NULL). The table name is
+Subiekt GT's (the shared notes: "payments are in nz_FinanseSplata"); its columns are ours
+(**G**). ``nzs_TransakcjaSymbol`` holds the idempotency token of ``payments.register``."""
+
 
 class DocType:
     """``dok_Typ`` codes of Subiekt GT (confidence B in the shared notes)."""
@@ -337,5 +359,6 @@ ID_TABLES = (
     "dok__Dokument",
     "dok_Pozycja",
     "nz__Finanse",
+    "nz_FinanseSplata",
 )
 """Tables whose ids come from ``ins_ident``."""

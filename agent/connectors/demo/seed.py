@@ -23,6 +23,7 @@ from agent.connectors.demo import names
 from agent.connectors.demo.engine import IMMEDIATE, build_engine
 from agent.connectors.demo.schema import (
     DOC_SYMBOLS,
+    ID_TABLES,
     MAIN_ADDRESS,
     OBJECT_CUSTOMER,
     PRICE_LEVELS,
@@ -119,6 +120,14 @@ def _add_missing_columns(engine: Engine) -> None:
             if missing:
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
+        # A table added since the file was seeded needs its id counter (a seeded file only).
+        counters = {row[0] for row in conn.execute(select(ins_ident.c.ido_nazwa))}
+        if counters:
+            new = [
+                {"ido_nazwa": name, "ido_wartosc": 0} for name in ID_TABLES if name not in counters
+            ]
+            if new:
+                conn.execute(insert(ins_ident), new)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +170,10 @@ class _Seeder:
         self._customers()
         self._products()
         self._invoices()
+        counters = {name: self.last_ids.get(name, 0) for name in ID_TABLES}
         self.conn.execute(
             insert(ins_ident),
-            [{"ido_nazwa": name, "ido_wartosc": value} for name, value in self.last_ids.items()],
+            [{"ido_nazwa": name, "ido_wartosc": value} for name, value in counters.items()],
         )
 
     def _insert(self, table: Any, rows: Sequence[dict[str, Any]]) -> None:
