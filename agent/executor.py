@@ -20,7 +20,13 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from agent.connectors.base import CallContext, Connector, ConnectorSession, ErpUnavailable
+from agent.connectors.base import (
+    CallContext,
+    ChangePoll,
+    Connector,
+    ConnectorSession,
+    ErpUnavailable,
+)
 
 _T = TypeVar("_T")
 
@@ -82,6 +88,10 @@ class Executor:
     async def probe(self) -> None:
         """`ConnectorSession.probe` in a worker's own session, for the same reason."""
         await self._in_session(lambda session: session.probe())
+
+    async def poll_changes(self, state: bytes | None) -> ChangePoll:
+        """`ConnectorSession.poll_changes` in a worker's own session, for the same reason."""
+        return await self._in_session(lambda session: session.poll_changes(state))
 
     async def _in_session(self, use: Callable[[ConnectorSession], _T]) -> _T:
         if not self._connector.blocking:

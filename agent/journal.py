@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -35,13 +34,14 @@ from typing import Any, Literal
 
 import orjson
 
+from agent.durable import open_durable
+
 log = logging.getLogger("agent.journal")
 
 State = Literal["received", "executing", "done", "failed"]
 
 DEFAULT_RETENTION_DAYS = 30.0
 _PURGE_EVERY_S = 3600.0
-_BUSY_TIMEOUT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS write_journal (
@@ -117,29 +117,9 @@ class Journal:
         if self._conn is not None:
             return self._conn
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=_BUSY_TIMEOUT_S,
-                check_same_thread=False,
-                isolation_level=None,  # autocommit; transactions are explicit below
-            )
+            conn = open_durable(self.path, _SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise self._unavailable("cannot open", exc) from exc
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise sqlite3.OperationalError(f"journal_mode is {mode!r}, not wal")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._unavailable("cannot prepare", exc) from exc
-        if os.name == "posix":
-            # the journal holds results (customer data): owner-only, like the token file
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):
-                    os.chmod(f"{self.path}{suffix}", 0o600)
         self._conn = conn
         self._purge_locked(time.time())
         return conn

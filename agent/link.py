@@ -22,6 +22,7 @@ from websockets.exceptions import (
     ConnectionClosed,
 )
 
+from agent.changefeed import ChangeFeed
 from agent.diagnosis import clock_warning, explain_connect_error
 from agent.dispatch import Dispatcher, Success
 from agent.executor import Running
@@ -31,7 +32,7 @@ from agent.settings import AgentSettings
 from agent.status import Activity
 from protocol.credentials import public_id
 from protocol.errors import CloseCode, ProtocolError, close_reason
-from protocol.frames import Call, Cancel, GoAway, Hello, Welcome
+from protocol.frames import Ack, Call, Cancel, GoAway, Hello, Welcome
 from protocol.limits import Limits
 from protocol.logs import REQUEST_ID
 from protocol.session import AgentSession
@@ -125,11 +126,13 @@ async def run_link(
     placement: Placement | None = None,
     health: ErpHealth | None = None,
     handover: Handover | None = None,
+    changes: ChangeFeed | None = None,
 ) -> LinkEnded:
     """Connect once and serve until the connection ends; raise `ConnectFailed` if it never opens.
 
     With ``health``, the connection reports it to the relay (`agent.health.report`); with
-    ``handover``, it can be asked to make way for a new connection."""
+    ``handover``, it can be asked to make way for a new connection; with ``changes``, it
+    offers itself to send the change feed (`ChangeFeed.serve`) and hands it the acks."""
     token = settings.read_token()
     status.token_id = public_id(token)
     relay = settings.relay
@@ -153,7 +156,9 @@ async def run_link(
     except Exception as exc:
         raise ConnectFailed(explain_connect_error(exc, url, route)) from exc
     try:
-        return await _serve(ws, settings, dispatcher, hello, status, placement, health, handover)
+        return await _serve(
+            ws, settings, dispatcher, hello, status, placement, health, handover, changes
+        )
     finally:
         status.connected = False
         status.ready.clear()
@@ -169,10 +174,11 @@ async def _serve(
     placement: Placement | None,
     health: ErpHealth | None,
     handover: Handover | None,
+    changes: ChangeFeed | None,
 ) -> LinkEnded:
     session = AgentSession(Limits(max_frame_bytes=settings.relay.max_frame_bytes))
     running: dict[int, tuple[asyncio.Task[None], Running]] = {}
-    reporter: asyncio.Task[None] | None = None
+    companions: list[asyncio.Task[None]] = []
     leaver: asyncio.Task[None] | None = None
     leave: str | None = None
     try:
@@ -201,8 +207,7 @@ async def _serve(
                     "clock_skew_ms": status.clock_skew_ms,
                 },
             )
-            if health is not None:
-                reporter = asyncio.create_task(report(ws, session, health))
+            companions = _companions(ws, session, hello.slot, health, changes)
         if handover is not None:
             leaver = asyncio.create_task(_hand_over(ws, session, handover, hello.slot))
         async for message in ws:
@@ -212,10 +217,8 @@ async def _serve(
                 task = asyncio.create_task(_answer(ws, session, dispatcher, frame, handle, status))
                 running[frame.id] = (task, handle)
                 task.add_done_callback(functools.partial(_forget, running, frame.id))
-            elif isinstance(frame, Cancel):
-                entry = running.get(frame.id)
-                if entry is not None:
-                    entry[1].interrupt()
+            elif isinstance(frame, Cancel | Ack):
+                _settle(frame, running, changes)
             elif isinstance(frame, GoAway):
                 log.info("relay asked to reconnect", extra={"reason": frame.reason})
                 await _finish(running, settings.relay.connect_timeout_s)
@@ -229,7 +232,7 @@ async def _serve(
         await ws.close(exc.close_code, exc.reason)
         return LinkEnded(f"protocol error: {exc.reason}")
     finally:
-        for helper in filter(None, (reporter, leaver)):
+        for helper in filter(None, (*companions, leaver)):
             helper.cancel()
         for task, handle in list(running.values()):
             handle.interrupt()
@@ -237,6 +240,37 @@ async def _serve(
     if leave is not None:
         return LinkEnded(leave, moved=True)
     return LinkEnded(_closed_reason(ws), handed_over=handover is not None and handover.asked)
+
+
+def _settle(
+    frame: Cancel | Ack,
+    running: dict[int, tuple[asyncio.Task[None], Running]],
+    changes: ChangeFeed | None,
+) -> None:
+    """A call nobody waits for any more (stop it), or a change event the relay stored."""
+    if isinstance(frame, Cancel):
+        entry = running.get(frame.id)
+        if entry is not None:
+            entry[1].interrupt()
+    elif changes is not None:
+        changes.acked(frame)
+
+
+def _companions(
+    ws: ClientConnection,
+    session: AgentSession,
+    slot: int,
+    health: ErpHealth | None,
+    changes: ChangeFeed | None,
+) -> list[asyncio.Task[None]]:
+    """What runs beside a welcomed connection: its health reports, and its offer to send the
+    change feed (only after welcome: no event goes out before it)."""
+    tasks = []
+    if health is not None:
+        tasks.append(asyncio.create_task(report(ws, session, health)))
+    if changes is not None:
+        tasks.append(asyncio.create_task(changes.serve(ws, session, slot)))
+    return tasks
 
 
 def _forget(

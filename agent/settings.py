@@ -197,6 +197,26 @@ class ReloadOptions(BaseModel):
     config is then reloaded on SIGHUP only, and a new token is used from the next reconnect)."""
 
 
+class ChangesOptions(BaseModel):
+    """The change feed (docs/change-feed.md): changes found in the ERP, sent to the relay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    """None (the default): on when the connector can detect changes. False: off. True: on, and
+    an error in the log when the connector cannot."""
+    interval_s: float = Field(2.0, gt=0, le=3600)
+    """How often the ERP is polled for changes."""
+    outbox_path: Path | None = None
+    """The outbox (SQLite) of changes waiting for the relay's ack. Default: ``changes.sqlite``
+    next to the write journal (`AgentOptions.journal_file`)."""
+    max_outbox: int = Field(100_000, ge=1)
+    """Events the outbox may hold; when full (a relay that never acknowledges) the agent stops
+    polling for changes, with a warning, and finds them later once there is room."""
+    max_in_flight: int = Field(100, ge=1, le=10_000)
+    """Events sent and not acknowledged yet, at most, on the connection that sends them."""
+
+
 class AgentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -261,6 +281,7 @@ class AgentSettings(BaseSettings):
     reconnect: ReconnectOptions = ReconnectOptions()
     status: StatusOptions = StatusOptions()
     reload: ReloadOptions = ReloadOptions()
+    changes: ChangesOptions = ChangesOptions()
     connector: dict[str, Any] = Field(default_factory=lambda: {"type": "demo"})
     """``type`` names the connector; the other keys are its own options."""
     token: SecretStr | None = None
@@ -295,6 +316,13 @@ class AgentSettings(BaseSettings):
         if self.status.file is not None:
             return self.status.file.expanduser()
         return self.agent.journal_file().with_name("status.json")
+
+    def outbox_file(self) -> Path:
+        """`ChangesOptions.outbox_path` (``~`` expanded), or ``changes.sqlite`` next to the
+        journal."""
+        if self.changes.outbox_path is not None:
+            return self.changes.outbox_path.expanduser()
+        return self.agent.journal_file().with_name("changes.sqlite")
 
     def read_token(self) -> str:
         """The agent token, from the environment or the token file; ValueError if absent."""

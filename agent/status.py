@@ -118,8 +118,12 @@ def snapshot(
     *,
     interval_s: float,
     running: bool = True,
+    changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The status as JSON-ready values (the file's and the status page's content)."""
+    """The status as JSON-ready values (the file's and the status page's content).
+
+    ``changes`` is the change feed's own part (`agent.changefeed.ChangeFeed.status`), None
+    when the feed is off."""
     return {
         "schema": SCHEMA,
         "state": "running" if running else "stopped",
@@ -145,6 +149,7 @@ def snapshot(
             for link in links
         ],
         "counters": {"answered": activity.answered, "failed": activity.failed},
+        "changes": changes,
         "calls": [asdict(note) for note in reversed(activity.calls)],
         "errors": [asdict(note) for note in reversed(activity.errors)],
     }
@@ -282,6 +287,14 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
     lines.append(
         f"calls: {counters.get('answered', 0)} answered, {counters.get('failed', 0)} failed"
     )
+    changes = data.get("changes")
+    if changes:
+        lines.append(
+            f"change feed: {changes.get('outbox', 0)} events waiting for the relay's ack"
+            + (" (outbox full: not polling)" if changes.get("full") else "")
+        )
+        if changes.get("last_error"):
+            lines.append(f"  {changes['last_error']}")
     if data.get("calls"):
         lines.append("last calls:")
         lines.extend(

@@ -38,6 +38,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from agent.changefeed import ChangeFeed
 from agent.connectors.base import Connector
 from agent.dispatch import STATUS_OPERATION, Dispatcher
 from agent.executor import Executor
@@ -133,6 +134,7 @@ class Supervisor:
         policy = SitePolicy.from_options(settings.agent, operations)
         self.dispatcher = Dispatcher(self.executor, operations, journal=self.journal, policy=policy)
         self.health = ErpHealth(self.executor, settings.agent.health_interval_s)
+        self.changes = ChangeFeed.create(settings, self.executor, info)
         self.hello = Hello(
             agent_version=agent_version(),
             connector=info.name,
@@ -179,6 +181,7 @@ class Supervisor:
             self.reload_state,
             interval_s=self.settings.status.interval_s,
             running=running,
+            changes=None if self.changes is None else self.changes.status(),
         )
 
     async def run(self) -> None:
@@ -207,6 +210,8 @@ class Supervisor:
             asyncio.create_task(writer.run(), name="status-writer"),
             asyncio.create_task(self._watch(), name="config-watch"),
         ]
+        if self.changes is not None:
+            helpers.append(asyncio.create_task(self.changes.run(), name="change-poller"))
         try:
             async with asyncio.TaskGroup() as links:
                 for link in self._links:
@@ -221,6 +226,8 @@ class Supervisor:
             # waits for calls still in worker threads; off the loop so it keeps turning
             await asyncio.to_thread(self.executor.close)
             self.journal.close()
+            if self.changes is not None:
+                self.changes.close()
             self.connector.close()
 
     async def _keep(self, link: _Link) -> None:
@@ -281,6 +288,7 @@ class Supervisor:
                 functools.partial(self._placement, link),
                 self.health,
                 link.handover,
+                self.changes,
             )
         )
         stop = asyncio.ensure_future(self._stop.wait())

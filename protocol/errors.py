@@ -124,6 +124,8 @@ class ErrorCode(enum.StrEnum):
     PRODUCT_BLOCKED = "product_blocked"
     CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
     INVALID_STATE = "invalid_state"
+    CURSOR_EXPIRED = "cursor_expired"
+    SUBSCRIPTION_NOT_FOUND = "subscription_not_found"
 
     @property
     def info(self) -> CodeInfo:
@@ -199,6 +201,10 @@ _CODE_INFO: dict[ErrorCode, CodeInfo] = {
     ErrorCode.INVALID_STATE: CodeInfo(
         409, False, "The document's state does not allow this (already cancelled, fulfilled…)"
     ),
+    ErrorCode.CURSOR_EXPIRED: CodeInfo(
+        410, False, "Change events after this cursor are no longer kept"
+    ),
+    ErrorCode.SUBSCRIPTION_NOT_FOUND: CodeInfo(404, False, "No such change subscription"),
 }
 
 

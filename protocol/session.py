@@ -28,10 +28,10 @@ import enum
 from protocol.codec import decode, encode
 from protocol.errors import UnexpectedFrame
 from protocol.frames import (
+    Ack,
     Call,
     Cancel,
     Error,
-    Ack,
     Event,
     Frame,
     GoAway,

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from protocol.errors import ErrorCode
 from relay.api import admin as admin_api
 from relay.api import agents, health
+from relay.api import changes as changes_api
 from relay.api import events as events_api
 from relay.api import fleet as fleet_api
 from relay.api import jobs as jobs_api
@@ -32,6 +33,8 @@ from relay.api.agent_socket import agent_socket
 from relay.api.calls import handle_call, parse_call_path
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
+from relay.changefeed.feed import ChangeFeed
+from relay.changefeed.store import ChangeStore
 from relay.cluster.membership import Membership, SoloMembership, default_replica_id
 from relay.cluster.node import ClusterNode, wait_until_ready
 from relay.console.sessions import Sessions
@@ -126,7 +129,16 @@ def _answer_errors_as_problems(app: FastAPI) -> None:
 
 def _add_routes(app: FastAPI) -> None:
     app.router.routes.append(WebSocketRoute("/v1/agent/connect", agent_socket))
-    for api in (health, metrics_api, agents, jobs_api, admin_api, events_api, fleet_api):
+    for api in (
+        health,
+        metrics_api,
+        agents,
+        jobs_api,
+        changes_api,
+        admin_api,
+        events_api,
+        fleet_api,
+    ):
         app.include_router(api.router)
     app.router.routes.append(dashboard_route())
 
@@ -150,6 +162,21 @@ async def _start_console(state: RelayState) -> EventLog:
     )
     await events.start()
     return events
+
+
+async def _start_changes(state: RelayState) -> ChangeFeed:
+    """The change feed (docs/change-feed.md): stores, wakes subscribers, sends webhooks."""
+    store = state.store
+    state.changes = changes = ChangeFeed(
+        ChangeStore(store.engine, clock=store.clock),
+        state.settings,
+        store.api_key,
+        runner=state.replica_id,
+        clock=store.clock,
+        user_agent=f"erp-relay/{state.version}",
+    )
+    await changes.start()
+    return changes
 
 
 def _job_finished(state: RelayState, job: JobRecord) -> None:
@@ -221,6 +248,7 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
             await cluster.start()
             if not await wait_until_ready(cluster, settings.presence_ttl_s):
                 log.warning("Redis unreachable at start-up: serving only this replica's agents")
+        changes = await _start_changes(state)
         await calllog.start()
         await job_service.start()
         await purger.start()
@@ -236,6 +264,7 @@ def create_app(settings: RelaySettings | None = None, store: Store | None = None
             await fleet.stop()
             await purger.stop()
             await job_service.stop()
+            await changes.stop()
             if cluster is not None:
                 await cluster.stop()
             await events.stop()

@@ -81,6 +81,16 @@ class RelaySettings(BaseSettings):
     event_poll_interval_s: float = Field(0.5, gt=0)
     """How often each replica reads the events other replicas wrote."""
 
+    # The change feed (relay/changefeed/, docs/change-feed.md).
+    change_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
+    """How long change events are kept for subscribers (GET /v1/agents/{agent}/events and
+    webhook subscriptions); reading after an older cursor answers 410 cursor_expired."""
+    change_purge_interval_s: float = Field(600.0, gt=0)
+    """How often change events older than `change_retention_s` are deleted."""
+    change_poll_interval_s: float = Field(0.5, gt=0)
+    """How often each replica looks for change events other replicas stored (waking its
+    long-polls, event streams and webhook sender) and for webhook retries that fell due."""
+
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
     """JSON lines for log collectors; ``text`` for a terminal (docs/observability.md)."""

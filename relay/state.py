@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from relay.auth import ApiKeyCache
 from relay.calllog import CallLog
+from relay.changefeed.feed import ChangeFeed
 from relay.cluster.node import ClusterNode
 from relay.console.sessions import Sessions
 from relay.events import EventLog
@@ -48,6 +49,8 @@ class RelayState:
     """This replica's per-agent call statistics (relay.stats), fed by every CRM call."""
     fleet: Fleet | None = field(default=None)
     """The console's view of every agent across replicas (relay.fleet)."""
+    changes: ChangeFeed | None = field(default=None)
+    """The change feed: events from agents, subscribers, webhooks (relay.changefeed)."""
 
     def publish(self, kind: str, agent: str | None, data: Mapping[str, Any] | None = None) -> None:
         """Record an event for GET /v1/events and the agent history (relay.events); never

@@ -1,5 +1,8 @@
 """Webhooks for finished jobs: signing, the SSRF guard, and the sender with its retries.
 
+The change feed's subscriptions (relay/changefeed/delivery.py) send through the same pieces
+(`key_secret`, `post_signed`, `backoff_s`), so both kinds are signed, guarded and retried alike.
+
 Signing (Stripe-like): ``ERP-Relay-Signature: t=<unix seconds>,v1=<hex>`` where ``<hex>`` is
 HMAC-SHA256 over ``f"{t}.".encode() + body`` keyed with the API key's webhook secret. The secret
 is ``whsec_`` + hex(HMAC-SHA256(settings.webhook_signing_key, "erp-relay-webhook:" + key id)):
@@ -238,13 +241,7 @@ class WebhookSender:
         self._task: asyncio.Task[None] | None = None
         self.on_attempt: Callable[[str], None] = lambda outcome: None
         """Told each attempt's outcome (delivered, retry, gave_up), for /metrics."""
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=timeout_s,
-            headers={"User-Agent": user_agent},
-            transport=transport,
-            trust_env=False,
-        )
+        self._client = webhook_client(timeout_s, user_agent, transport)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-sender")
@@ -326,23 +323,57 @@ class WebhookSender:
         )
 
     async def _post(self, delivery: DeliveryRecord, body: bytes, secret: str) -> int:
-        target = await check_url(
-            delivery.url, allow_private=self._allow_private, allow_http=self._allow_http
+        return await post_signed(
+            self._client,
+            delivery.url,
+            body,
+            secret,
+            str(delivery.id),
+            allow_private=self._allow_private,
+            allow_http=self._allow_http,
         )
-        host_header = target.host if ":" not in target.host else f"[{target.host}]"
-        default_port = 443 if target.scheme == "https" else 80
-        if target.port != default_port:
-            host_header = f"{host_header}:{target.port}"
-        headers = {
-            "Host": host_header,
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(secret, int(time.time()), body),
-            DELIVERY_HEADER: str(delivery.id),
-        }
-        response = await self._client.post(
-            pinned_url(target),
-            content=body,
-            headers=headers,
-            extensions={"sni_hostname": target.host},
-        )
-        return response.status_code
+
+
+def webhook_client(
+    timeout_s: float, user_agent: str, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The HTTP client of a webhook sender: no redirects, no proxies from the environment."""
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=timeout_s,
+        headers={"User-Agent": user_agent},
+        transport=transport,
+        trust_env=False,
+    )
+
+
+async def post_signed(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    secret: str,
+    delivery_id: str,
+    *,
+    allow_private: bool,
+    allow_http: bool,
+) -> int:
+    """POST `body` signed with `secret` to the address `url` resolves to now (checked by the
+    SSRF guard); the receiver's status. Raises WebhookRefused or httpx.HTTPError."""
+    target = await check_url(url, allow_private=allow_private, allow_http=allow_http)
+    host_header = target.host if ":" not in target.host else f"[{target.host}]"
+    default_port = 443 if target.scheme == "https" else 80
+    if target.port != default_port:
+        host_header = f"{host_header}:{target.port}"
+    headers = {
+        "Host": host_header,
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: signature(secret, int(time.time()), body),
+        DELIVERY_HEADER: delivery_id,
+    }
+    response = await client.post(
+        pinned_url(target),
+        content=body,
+        headers=headers,
+        extensions={"sni_hostname": target.host},
+    )
+    return response.status_code

@@ -17,6 +17,23 @@ Contract for implementers:
   Cursor.cancel``) and may do nothing when the ERP offers no way to.
 - Declare `max_sessions` when the ERP licenses concurrent sessions (one Sfera user is one
   Subiekt seat): the agent never opens more.
+
+Change detection (the change feed, docs/change-feed.md) is optional. A connector that can find
+changes says so with ``ConnectorInfo.changes = True`` and its sessions implement
+`ConnectorSession.poll_changes`:
+
+- ``poll_changes(state)`` compares the ERP with ``state`` (what an earlier poll returned) and
+  answers a `ChangePoll`: the changes since then (`protocol.changes` models) and the new state.
+  The first call gets ``None``: take a baseline and report nothing.
+- The state is opaque to the agent: rowversion/timestamp high-water marks where the ERP keeps
+  them, narrow snapshots (digests of the columns that matter) where it does not. The agent
+  stores it in its outbox in the same transaction as the changes, so a crash between two
+  polls repeats the poll from the same state: a poll must be a pure function of the ERP and
+  ``state`` (never keep what it saw in the session), and must not write to the ERP.
+- Report only what changed, read narrow columns, and keep the state compact: the agent polls
+  every couple of seconds and writes the state whenever a change is found.
+- A row committed late (ids handed out before commit) must not be skipped: a high-water mark
+  alone is not enough, keep the recent range in the state until it cannot change any more.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
+from protocol.changes import Change
 from protocol.errors import ErrorCode
 
 
@@ -207,6 +225,12 @@ class ConnectorSession(abc.ABC):
         if "ping" in self._handlers:
             self.execute("ping", _PING_ARGS, CallContext("ping"))
 
+    def poll_changes(self, state: bytes | None) -> ChangePoll:
+        """The changes in the ERP since ``state`` (None: take a baseline, report nothing).
+
+        Only for connectors whose `ConnectorInfo.changes` is true; see the module docstring."""
+        raise Unsupported(f"{type(self).__name__} cannot detect changes")
+
     def interrupt(self) -> None:  # noqa: B027 - optional hook, a no-op is a valid choice
         """Abort the statement running in this session, from another thread, if possible."""
 
@@ -224,6 +248,16 @@ class ConnectorInfo:
     operations: frozenset[str]
     max_sessions: int | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    changes: bool = False
+    """The sessions implement `ConnectorSession.poll_changes` (the change feed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePoll:
+    """What one `ConnectorSession.poll_changes` found, and the state to compare with next."""
+
+    changes: list[Change]
+    state: bytes
 
 
 class Connector(abc.ABC):

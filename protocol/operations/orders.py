@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,6 +22,16 @@ from protocol.operations.types import (
 )
 
 MAX_LINES = 500
+MAX_WAREHOUSES = 20
+SplitPolicy = Literal["none", "whole_line", "split_line"]
+"""How ``orders.create`` spreads lines over the preferred warehouses:
+
+- ``none``: the whole order from one warehouse, the first in preference order that has enough
+  of every line (with one warehouse, that one or the refusal);
+- ``whole_line``: each line from the first warehouse that has enough for the whole line;
+- ``split_line``: a line takes what each warehouse has, in preference order, until it is
+  covered (one requested line may become several order lines).
+"""
 ExternalNumber = Annotated[str, Field(min_length=1, max_length=30, examples=["SHOP-2026-000123"])]
 
 
@@ -39,15 +49,35 @@ class CreateOrderArgs(Model):
     new_customer: NewCustomer | None = None
     lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=MAX_LINES)]
     warehouse: Symbol | None = None
-    """Warehouse symbol; the ERP's main warehouse when omitted."""
+    """Warehouse symbol; the ERP's main warehouse when omitted (and no ``warehouses``)."""
+    warehouses: Annotated[list[Symbol], Field(min_length=1, max_length=MAX_WAREHOUSES)] | None = (
+        None
+    )
+    """Warehouse symbols in order of preference, instead of ``warehouse``; ``split`` says how
+    the lines are spread over them."""
+    split: SplitPolicy = "none"
     delivery_method: Annotated[str, Field(max_length=50)] | None = None
+    channel: Annotated[str, Field(min_length=1, max_length=50)] | None = None
+    """The sales channel the order came from (``allegro``, ``web``, ``store``); reports group
+    by it."""
     notes: Notes = ""
 
     @model_validator(mode="after")
     def _one_customer(self) -> CreateOrderArgs:
         if (self.customer is None) == (self.new_customer is None):
             raise ValueError("give exactly one of: customer, new_customer")
+        if self.warehouse is not None and self.warehouses is not None:
+            raise ValueError("give at most one of: warehouse, warehouses")
+        if self.warehouses is not None and len(set(self.warehouses)) != len(self.warehouses):
+            raise ValueError("warehouses must not repeat a symbol")
         return self
+
+    @property
+    def preference(self) -> list[str] | None:
+        """The warehouses to take stock from, most preferred first; None means the main one."""
+        if self.warehouses is not None:
+            return list(self.warehouses)
+        return None if self.warehouse is None else [self.warehouse]
 
 
 class OrderRef(Lookup):
@@ -70,6 +100,8 @@ class OrderLine(Model):
     net: Money
     vat: Money
     gross: Money
+    warehouse: str | None = None
+    """Symbol of the warehouse this line's quantity is reserved in (and issued from)."""
 
 
 class Order(Model):
@@ -85,5 +117,9 @@ class Order(Model):
     vat: Money
     gross: Money
     delivery_method: str | None = None
+    channel: str | None = None
+    """The sales channel given to ``orders.create``, if any."""
     notes: str = ""
+    shop_status: str | None = None
+    """The shop-facing status last set by ``orders.update_status``, if any."""
     lines: list[OrderLine]

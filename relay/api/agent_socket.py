@@ -20,7 +20,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from protocol.errors import CloseCode, ErrorCode, ProtocolError, close_reason
-from protocol.frames import HEALTH_EVENT, Error, Event, GoAway, Hello, Result
+from protocol.frames import CHANGE_EVENT, HEALTH_EVENT, Error, Event, GoAway, Hello, Result
 from protocol.limits import Limits
 from protocol.session import RelaySession
 from protocol.version import refusal_reason, select_subprotocol
@@ -214,6 +214,9 @@ async def _serve(
         elif isinstance(frame, Event):
             if frame.kind == HEALTH_EVENT:
                 _note_health(state, link, frame)
+            elif frame.kind == CHANGE_EVENT and state.changes is not None:
+                # Queued, never awaited here: stored and acked by relay/changefeed/ingest.py.
+                state.changes.ingest.offer(link, frame)
             else:
                 log.info("agent event", extra={"agent": link.agent, "kind": frame.kind})
         elif isinstance(frame, GoAway):

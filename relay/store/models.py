@@ -306,3 +306,70 @@ events = sa.Table(
     sa.Column("data", sa.JSON, nullable=True),
     sa.Index("ix_events_agent_name_id", "agent_name", "id"),
 )
+
+# The change feed (migration 0006, relay/changefeed/): changes the agents found in their ERP,
+# the per-agent cursor counter, and webhook subscriptions to the feed.
+STREAM_MAX = 255
+CHANGE_TYPE_MAX = 64
+SUBSCRIPTION_ID_MAX = 32
+
+change_events = sa.Table(
+    "change_events",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("agent_name", sa.String(AGENT_NAME_MAX), nullable=False),
+    # The subscriber's position: per agent, allocated from change_cursors under its row lock,
+    # so it grows in commit order (relay/changefeed/store.py).
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    # The agent's outbox and the event's number in it: an event sent again is stored once.
+    sa.Column("stream", sa.String(STREAM_MAX), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(CHANGE_TYPE_MAX), nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("stored_at", UTCDateTime, nullable=False, index=True),
+    # The change as protocol/changes.py validated it (ERP data the subscribers asked for).
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.UniqueConstraint("agent_name", "stream", "seq"),
+    sa.UniqueConstraint("agent_name", "cursor"),
+)
+
+change_cursors = sa.Table(
+    "change_cursors",
+    metadata,
+    sa.Column("agent_name", sa.String(AGENT_NAME_MAX), primary_key=True),
+    # The last cursor handed out; the row is locked by the UPDATE that advances it.
+    sa.Column("last_cursor", sa.BigInteger, nullable=False),
+    # The newest cursor deleted by retention: reading after an older one missed events.
+    sa.Column("purged_through", sa.BigInteger, nullable=False),
+)
+
+change_subscriptions = sa.Table(
+    "change_subscriptions",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("public_id", sa.String(SUBSCRIPTION_ID_MAX), nullable=False, unique=True),
+    sa.Column("api_key_id", sa.String(32), nullable=False),
+    sa.Column("agent_name", sa.String(AGENT_NAME_MAX), nullable=False),
+    sa.Column("url", sa.String(WEBHOOK_URL_MAX), nullable=False),
+    # Change types to send, or NULL for every type the key may read.
+    sa.Column("types", sa.JSON, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # Every event up to this cursor was delivered or given up on.
+    sa.Column("position", sa.BigInteger, nullable=False),
+    # How many events were delivered and given up on, and the last of each.
+    sa.Column("delivered", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+    sa.Column("last_delivered_cursor", sa.BigInteger, nullable=True),
+    sa.Column("last_delivered_at", UTCDateTime, nullable=True),
+    sa.Column("last_failed_cursor", sa.BigInteger, nullable=True),
+    # The event after `position` being tried: failed attempts so far, the last one, the next.
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.String(ERROR_MESSAGE_MAX), nullable=True),
+    # The replica delivering it, until `lease_until`: one sender per subscription.
+    sa.Column("runner", sa.String(REPLICA_ID_MAX), nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Index("ix_change_subscriptions_agent_name", "agent_name"),
+)

@@ -399,6 +399,14 @@ class Store:
             )
             return [_api_key_record(row) for row in result]
 
+    async def api_key(self, public_id: str) -> ApiKeyRecord | None:
+        """A key's grants by its public id (revoked keys too): for work done on a key's behalf
+        later, such as a change-feed webhook, which must follow the key's current grants."""
+        query = sa.select(*_api_key_columns()).where(models.api_keys.c.public_id == public_id)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).one_or_none()
+        return None if row is None else _api_key_record(row)
+
     async def revoke_api_key(self, public_id: str) -> None:
         """Revoke a key; revoking twice is not an error."""
         keys = models.api_keys

@@ -19,7 +19,15 @@ import pytest
 from pydantic import BaseModel
 
 from agent.connectors import registry
-from agent.connectors.base import CallContext, Conflict, ErpUnavailable, NotFound, Unsupported
+from agent.connectors.base import (
+    CallContext,
+    Conflict,
+    CustomerBlocked,
+    ErpUnavailable,
+    InsufficientStock,
+    NotFound,
+    Unsupported,
+)
 from agent.connectors.demo import DemoConnector, DemoSession
 from protocol.operations.catalogue import CATALOGUE, WRITE_OPERATIONS
 from protocol.operations.identifiers import ean13_check_digit
@@ -497,7 +505,7 @@ def test_orders_create_with_a_new_customer_in_the_same_transaction(
     sku = sku_with_free_stock(db)
     customers = db.one("SELECT count(*) FROM kh__Kontrahent")[0]
     new = {"name": "Sklep Pod Różą", "nip": "5260001246", "email": "roza@example.pl"}
-    with pytest.raises(Conflict, match="not enough stock"):
+    with pytest.raises(InsufficientStock, match="not enough stock"):
         call(
             session,
             "orders.create",
@@ -530,7 +538,7 @@ def test_orders_create_refusals(session: DemoSession, db: ErpDb) -> None:
     kh_id = active_customer(db)
     blocked = db.one("SELECT kh_Id FROM kh__Kontrahent WHERE kh_Zablokowany = 1 LIMIT 1")[0]
     free = stock_row(db, sku)
-    with pytest.raises(Conflict, match="blocked"):
+    with pytest.raises(CustomerBlocked, match="blocked"):
         call(
             session,
             "orders.create",
@@ -564,7 +572,7 @@ def test_orders_create_refusals(session: DemoSession, db: ErpDb) -> None:
             lines=[{"sku": sku, "quantity": "1"}],
             warehouse="XYZ",
         )
-    with pytest.raises(Conflict) as short:
+    with pytest.raises(InsufficientStock) as short:
         call(
             session,
             "orders.create",

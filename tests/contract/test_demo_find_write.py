@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.dialects import mssql
 
-from agent.connectors.base import CallContext, Conflict, Unsupported
+from agent.connectors.base import CallContext, InsufficientStock, Unsupported
 from agent.connectors.demo import DemoSession
 from agent.connectors.demo.keys import (
     CUSTOMER_KEY_WIDTH,
@@ -80,7 +80,7 @@ def test_customer_key_is_in_the_record_and_found_again(session: DemoSession, db:
 def test_a_refused_write_leaves_no_key(session: DemoSession, db: ErpDb) -> None:
     """The key goes in with the document, in one transaction: no document, no key."""
     key = "erpkid_x:too-much"
-    with pytest.raises(Conflict):
+    with pytest.raises(InsufficientStock):
         _run(session, "orders.create", key, **_order_args(db, "SHOP-FW-2", "99999999"))
     token = key_token(key, ORDER_KEY_WIDTH)
     assert (

@@ -220,7 +220,7 @@ async def test_order_beyond_stock_is_refused_and_writes_nothing(
     )
     assert response.status_code == 409
     body = response.json()
-    assert body["code"] == "conflict"
+    assert body["code"] == "insufficient_stock"
     assert body["details"]["lines"][0]["sku"] == sku
     assert erp.execute("SELECT COUNT(*) FROM dok__Dokument").fetchone()[0] == documents
     assert _stock_row(erp, sku)[2] == reserved

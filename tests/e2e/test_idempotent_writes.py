@@ -155,7 +155,7 @@ async def test_a_definite_failure_is_replayed_too(
     headers = {"Idempotency-Key": "order-2002"}
     first = await client.post(ORDERS, json=body, headers=headers)
     assert first.status_code == 409
-    assert first.json()["code"] == "conflict"
+    assert first.json()["code"] == "insufficient_stock"
     again = await client.post(ORDERS, json=body, headers=headers)
     assert again.status_code == 409
     assert again.headers["idempotent-replayed"] == "true"

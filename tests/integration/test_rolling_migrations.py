@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from relay.changefeed.store import ChangeStore, IncomingChange
 from relay.store import create_engine, upgrade
 from relay.store.db import alembic_config
 
@@ -106,5 +107,27 @@ async def test_the_previous_release_keeps_working_on_the_migrated_schema(
                 await connection.execute(sa.insert(migrated.tables[table.name]).values(row))
                 stored = (await connection.execute(sa.select(table))).one()._asdict()
                 assert set(stored) == set(row)
+    finally:
+        await engine.dispose()
+
+
+async def test_the_change_feed_starts_empty_on_a_database_migrated_from_0005(
+    database_url: str,
+) -> None:
+    """0006 adds tables only: agents that existed before get their cursor counter on their
+    first event, and their feed starts at cursor 1."""
+    await upgrade(database_url, "0005")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("INSERT INTO agents (name, created_at) VALUES ('acme', :at)"), {"at": _AT}
+            )
+        await upgrade(database_url, "0006")
+        store = ChangeStore(engine)
+        assert (await store.bounds("acme")).last_cursor == 0
+        change = IncomingChange("s", 1, "stock.changed", _AT, {"type": "stock.changed"})
+        (stored,) = await store.append("acme", [change])
+        assert stored.cursor == 1
     finally:
         await engine.dispose()

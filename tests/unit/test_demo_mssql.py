@@ -75,9 +75,9 @@ CASES: dict[str, tuple[ClauseElement, set[str], list[Any]]] = {
         [4242, 4243, Decimal("2.5")],
     ),
     "order_for_sale": (
-        q.order_for_sale([SENTINEL], 4243, 3),
-        {"tw__Towar", "tw_Cena", "tw_Stan", "sl_StawkaVAT"},
-        [[SENTINEL], 4243],
+        q.order_for_sale([SENTINEL], 3),
+        {"tw__Towar", "tw_Cena", "sl_StawkaVAT"},
+        [[SENTINEL]],
     ),
     "last_number": (
         q.last_number(16, datetime(2026, 11, 1), datetime(2026, 12, 1)),
@@ -90,6 +90,8 @@ CASES: dict[str, tuple[ClauseElement, set[str], list[Any]]] = {
         [4242, SENTINEL, "Uwagi"],
     ),
     "insert_line": (q.insert_line(), {"dok_Pozycja"}, []),
+    "category_by_name": (q.category_by_name(SENTINEL), {"sl_Kategoria"}, ["zażółć'--"]),
+    "insert_category": (q.insert_category(4242, SENTINEL), {"sl_Kategoria"}, [4242, SENTINEL]),
     "order_by_id": (q.order_by_id(4242), {"dok__Dokument", "sl_Magazyn"}, [4242, 16]),
     "order_by_number": (q.order_by_number(SENTINEL), {"dok__Dokument"}, [SENTINEL]),
     "order_by_external_number": (
@@ -111,6 +113,8 @@ CASES: dict[str, tuple[ClauseElement, set[str], list[Any]]] = {
         [4242, [2, 21], datetime(2026, 1, 1), datetime(2026, 4, 1), 51, 50],
     ),
     "database_time": (q.database_time(), set(), []),
+    "link_document": (q.link_document(4242, 4343), {"dok__Dokument"}, [4242, 4343]),
+    "linked_documents": (q.linked_documents(4242), {"dok__Dokument"}, [4242]),
 }
 
 

@@ -9,13 +9,13 @@ writes (customers, products, orders, invoices) and the connector itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Row
+from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
@@ -29,18 +29,17 @@ from agent.connectors.base import (
     handles,
 )
 from agent.connectors.demo import queries as q
+from agent.connectors.demo.changes import ChangeDetection
 from agent.connectors.demo.engine import DEFAULT_BUSY_TIMEOUT_MS, build_engine
 from agent.connectors.demo.fulfilment import FulfilmentHandlers
 from agent.connectors.demo.keys import (
     CUSTOMER_KEY_WIDTH,
-    ORDER_KEY_COLUMN,
-    ORDER_KEY_WIDTH,
     customer_id_by_key,
     key_token,
     order_id_by_key,
 )
 from agent.connectors.demo.schema import DOC_SYMBOLS, PRICE_LEVELS, STATUS_ORDER_OPEN, DocType
-from agent.connectors.demo.seed import create_demo_database, document_number
+from agent.connectors.demo.seed import create_demo_database
 from agent.connectors.demo.session import Today
 from agent.connectors.demo.trade import TradeHandlers
 from agent.connectors.demo.values import (
@@ -52,9 +51,11 @@ from agent.connectors.demo.values import (
     day,
     int_id,
     money,
+    price_levels,
     product_view,
     trim,
     unknown,
+    used_levels,
 )
 from agent.connectors.demo.warehouse import WarehouseHandlers
 from agent.connectors.sql import translate
@@ -71,7 +72,6 @@ from protocol.operations.customers import (
 from protocol.operations.invoices import Invoice, InvoiceListArgs, InvoicePage
 from protocol.operations.orders import CreateOrderArgs, Order, OrderRef
 from protocol.operations.products import (
-    PriceLevel,
     PricesArgs,
     PricesResult,
     Product,
@@ -79,10 +79,8 @@ from protocol.operations.products import (
     ProductPrices,
     ProductRef,
     ProductSearchArgs,
-    ProductStock,
     StockArgs,
     StockResult,
-    WarehouseStock,
 )
 from protocol.operations.system import PingArgs, PingResult
 
@@ -94,7 +92,7 @@ def _agent_version() -> str:
         return "0.0.0"
 
 
-class DemoSession(FulfilmentHandlers, WarehouseHandlers, TradeHandlers):
+class DemoSession(FulfilmentHandlers, WarehouseHandlers, TradeHandlers, ChangeDetection):
     """Every operation the demo ERP serves, on one connection."""
 
     @handles("ping")
@@ -205,45 +203,8 @@ class DemoSession(FulfilmentHandlers, WarehouseHandlers, TradeHandlers):
 
     @handles("products.stock")
     def stock(self, args: StockArgs, ctx: CallContext) -> StockResult:
-        skus = list(dict.fromkeys(args.skus))
         with self._read() as conn:
-            mags = conn.execute(q.warehouses(args.warehouses)).all()
-            if args.warehouses is not None:
-                missing = sorted(set(args.warehouses) - {m.mag_Symbol for m in mags})
-                if missing:
-                    raise NotFound("no such warehouse", details={"warehouses": missing})
-            products = by_sku(conn.execute(q.products_by_skus(skus)).all())
-            found = [products[s.casefold()] for s in skus if s.casefold() in products]
-            levels: dict[tuple[int, int], Row[Any]] = {}
-            if found and mags:
-                stmt = q.stock_levels([p.tw_Id for p in found], [m.mag_Id for m in mags])
-                levels = {(r.st_TowId, r.st_MagId): r for r in conn.execute(stmt)}
-        items: list[ProductStock] = []
-        for product in found:
-            per_mag: list[WarehouseStock] = []
-            for mag in mags:
-                level = levels.get((product.tw_Id, mag.mag_Id))
-                qty = level.st_Stan if level is not None else Decimal(0)
-                reserved = level.st_StanRez if level is not None else Decimal(0)
-                per_mag.append(
-                    WarehouseStock(
-                        warehouse=mag.mag_Symbol,
-                        quantity=trim(qty),
-                        reserved=trim(reserved),
-                        available=trim(qty - reserved),
-                    )
-                )
-            items.append(
-                ProductStock(
-                    sku=product.tw_Symbol,
-                    product_id=str(product.tw_Id),
-                    warehouses=per_mag,
-                    quantity=trim(sum((w.quantity for w in per_mag), Decimal(0))),
-                    reserved=trim(sum((w.reserved for w in per_mag), Decimal(0))),
-                    available=trim(sum((w.available for w in per_mag), Decimal(0))),
-                )
-            )
-        return StockResult(items=items, unknown_skus=unknown(skus, products))
+            return self._stock(conn, args)
 
     @handles("products.prices")
     def prices(self, args: PricesArgs, ctx: CallContext) -> PricesResult:
@@ -251,31 +212,18 @@ class DemoSession(FulfilmentHandlers, WarehouseHandlers, TradeHandlers):
         with self._read() as conn:
             names_row = conn.execute(q.price_level_names()).first()
             products = by_sku(conn.execute(q.product_prices(skus)).all())
-        names = [(n, names_row[n - 1]) for n in range(1, PRICE_LEVELS + 1)] if names_row else []
-        used = [(n, name) for n, name in names if name]
+        used = used_levels(names_row)
         items: list[ProductPrices] = []
         for sku in skus:
             row = products.get(sku.casefold())
             if row is None:
                 continue
-            rate = row.vat_Stawka
-            levels = []
-            for n, name in used:
-                net = row._mapping[f"tc_CenaNetto{n}"]
-                if net is None:
-                    continue
-                gross = row._mapping[f"tc_CenaBrutto{n}"]
-                if gross is None:
-                    gross = money(net * (100 + rate) / 100)
-                levels.append(
-                    PriceLevel(level=n, name=name, net=trim(net, 2), gross=trim(gross, 2))
-                )
             items.append(
                 ProductPrices(
                     sku=row.tw_Symbol,
                     product_id=str(row.tw_Id),
-                    vat_rate=trim(rate),
-                    levels=levels,
+                    vat_rate=trim(row.vat_Stawka),
+                    levels=price_levels(row, used),
                 )
             )
         return PricesResult(items=items, unknown_skus=unknown(skus, products))
@@ -286,7 +234,6 @@ class DemoSession(FulfilmentHandlers, WarehouseHandlers, TradeHandlers):
             raise Conflict(f"notes longer than {NOTES_MAX} characters do not fit the ERP document")
         if args.delivery_method is not None and len(args.delivery_method) > DELIVERY_MAX:
             raise Conflict(f"delivery_method longer than {DELIVERY_MAX} characters")
-        today = self._today()
         with self._write() as conn:
             existing = conn.execute(q.order_by_external_number(args.external_number)).first()
             if existing is not None:
@@ -299,54 +246,40 @@ class DemoSession(FulfilmentHandlers, WarehouseHandlers, TradeHandlers):
                     },
                 )
             customer = self._order_customer(conn, args, ctx)
-            mag_id, _mag_symbol = self._order_warehouse(conn, args.warehouse)
+            mag_ids = [int(m.mag_Id) for m in self._find_warehouses(conn, args.preference)]
             level = customer.kh_Cena if customer.kh_Cena in range(1, PRICE_LEVELS + 1) else 1
-            priced = self._price_lines(conn, args.lines, mag_id, level)
-            dok_id = self._allocate(conn, "dok__Dokument", 1)
-            first_line_id = self._allocate(conn, "dok_Pozycja", len(priced))
-            period_start = datetime(today.year, today.month, 1)
-            period_end = (period_start + timedelta(days=32)).replace(day=1)
-            last = conn.execute(q.last_number(DocType.ZK, period_start, period_end)).scalar()
-            nr = int(last or 0) + 1
-            issued = datetime(today.year, today.month, today.day)
+            priced = self._price_lines(conn, args.lines, mag_ids, level, args.split)
             net = sum((p.net for p in priced), Decimal(0))
             vat = sum((p.vat for p in priced), Decimal(0))
-            conn.execute(
-                q.insert_document(
-                    {
-                        "dok_Id": dok_id,
-                        "dok_Typ": DocType.ZK,
-                        "dok_Podtyp": 0,
-                        "dok_MagId": mag_id,
-                        "dok_Nr": nr,
-                        "dok_NrRoz": "",
-                        "dok_NrPelny": document_number(DocType.ZK, nr, today),
-                        "dok_NrPelnyOryg": args.external_number,
-                        "dok_DataWyst": issued,
-                        "dok_DataMag": issued,
-                        "dok_TerminRealizacji": None,
-                        "dok_PlatnikId": customer.kh_Id,
-                        "dok_OdbiorcaId": customer.kh_Id,
-                        "dok_PlatTermin": None,
-                        "dok_CenyPoziom": level,
-                        "dok_WartNetto": net,
-                        "dok_WartVat": vat,
-                        "dok_WartBrutto": net + vat,
-                        "dok_KwDoZaplaty": net + vat,
-                        "dok_Waluta": "PLN",
-                        "dok_Uwagi": args.notes,
-                        "dok_Podtytul": args.delivery_method or "",
-                        "dok_Status": STATUS_ORDER_OPEN,
-                        ORDER_KEY_COLUMN: key_token(ctx.idempotency_key, ORDER_KEY_WIDTH)
-                        if ctx.idempotency_key
-                        else None,
-                    }
-                )
+            self._check_credit(conn, customer, net + vat)
+            used = {p.mag_id for p in priced}
+            mag_id = next(m for m in mag_ids if m in used)  # the header's: the first one used
+            category = None if args.channel is None else self._category(conn, args.channel)
+            dok_id = self._allocate(conn, "dok__Dokument", 1)
+            first_line_id = self._allocate(conn, "dok_Pozycja", len(priced))
+            self._insert_header(
+                conn,
+                dok_id=dok_id,
+                doc_type=DocType.ZK,
+                status=STATUS_ORDER_OPEN,
+                dok_MagId=mag_id,
+                dok_NrPelnyOryg=args.external_number,
+                dok_PlatnikId=customer.kh_Id,
+                dok_OdbiorcaId=customer.kh_Id,
+                dok_PlatTermin=None,
+                dok_CenyPoziom=level,
+                dok_WartNetto=net,
+                dok_WartVat=vat,
+                dok_WartBrutto=net + vat,
+                dok_KwDoZaplaty=net + vat,
+                dok_Waluta="PLN",
+                dok_Uwagi=args.notes,
+                dok_Podtytul=args.delivery_method or "",
+                dok_KatId=category,
+                dok_TransakcjaSymbol=self._document_token(ctx.idempotency_key),
             )
             for lp, item in enumerate(priced, start=1):
-                self._write_line(
-                    conn, item, dok_id=dok_id, ob_id=first_line_id + lp - 1, lp=lp, mag_id=mag_id
-                )
+                self._write_line(conn, item, dok_id=dok_id, ob_id=first_line_id + lp - 1, lp=lp)
             return self._load_order(conn, conn.execute(q.order_by_id(int(dok_id))).one())
 
     @finds("orders.create")
@@ -360,17 +293,7 @@ class DemoSession(FulfilmentHandlers, WarehouseHandlers, TradeHandlers):
     @handles("orders.get")
     def get_order(self, args: OrderRef, ctx: CallContext) -> Order:
         with self._read() as conn:
-            if args.id is not None:
-                stmt = q.order_by_id(int_id(args.id)) if args.id.isdigit() else None
-            elif args.number is not None:
-                stmt = q.order_by_number(args.number)
-            else:
-                assert args.external_number is not None
-                stmt = q.order_by_external_number(args.external_number)
-            header = conn.execute(stmt).first() if stmt is not None else None
-            if header is None:
-                raise NotFound("no such order")
-            return self._load_order(conn, header)
+            return self._load_order(conn, self._find_order(conn, args))
 
     @handles("invoices.list")
     def list_invoices(self, args: InvoiceListArgs, ctx: CallContext) -> InvoicePage:
@@ -478,7 +401,7 @@ class DemoConnector(Connector):
         operations = DemoSession.operations()
         if not self._writes:
             operations -= WRITE_OPERATIONS
-        return ConnectorInfo(name=self.name, erp=self._erp, operations=operations)
+        return ConnectorInfo(name=self.name, erp=self._erp, operations=operations, changes=True)
 
     def open_session(self) -> DemoSession:
         try:

@@ -52,6 +52,7 @@ from agent.connectors.demo.schema import (
     ins_ident,
     kh__Kontrahent,
     nz__Finanse,
+    sl_Kategoria,
     sl_Magazyn,
     sl_StawkaVAT,
     tw__Towar,
@@ -389,21 +390,13 @@ def reserve_stock(tw_id: int, mag_id: int, quantity: Decimal) -> Update:
 # -- orders ------------------------------------------------------------------------------------
 
 
-def order_for_sale(skus: Sequence[str], mag_id: int, level: int) -> Select[Any]:
-    """What an order needs per product: VAT, the level's net price and the warehouse's stock."""
+def order_for_sale(skus: Sequence[str], level: int) -> Select[Any]:
+    """What an order needs per product: VAT and the level's net price (stock: `stock_levels`)."""
     return (
-        select(
-            *PRODUCT_COLUMNS,
-            tw_Cena.c[f"tc_CenaNetto{level}"].label("price_net"),
-            tw_Stan.c.st_Stan,
-            tw_Stan.c.st_StanRez,
-        )
+        select(*PRODUCT_COLUMNS, tw_Cena.c[f"tc_CenaNetto{level}"].label("price_net"))
         .select_from(
-            tw__Towar.join(sl_StawkaVAT, sl_StawkaVAT.c.vat_Id == tw__Towar.c.tw_IdVatSp)
-            .outerjoin(tw_Cena, tw_Cena.c.tc_IdTowar == tw__Towar.c.tw_Id)
-            .outerjoin(
-                tw_Stan,
-                and_(tw_Stan.c.st_TowId == tw__Towar.c.tw_Id, tw_Stan.c.st_MagId == mag_id),
+            tw__Towar.join(sl_StawkaVAT, sl_StawkaVAT.c.vat_Id == tw__Towar.c.tw_IdVatSp).outerjoin(
+                tw_Cena, tw_Cena.c.tc_IdTowar == tw__Towar.c.tw_Id
             )
         )
         .where(tw__Towar.c.tw_Symbol.in_(list(skus)), flag(tw__Towar.c.tw_Usuniety, False))
@@ -445,6 +438,7 @@ HEADER_COLUMNS = (
     dok__Dokument.c.dok_Uwagi,
     dok__Dokument.c.dok_Podtytul,
     sl_Magazyn.c.mag_Symbol,
+    sl_Kategoria.c.kat_Nazwa.label("channel"),
 )
 
 
@@ -452,7 +446,9 @@ def _orders() -> Select[Any]:
     return (
         select(*HEADER_COLUMNS)
         .select_from(
-            dok__Dokument.outerjoin(sl_Magazyn, sl_Magazyn.c.mag_Id == dok__Dokument.c.dok_MagId)
+            dok__Dokument.outerjoin(
+                sl_Magazyn, sl_Magazyn.c.mag_Id == dok__Dokument.c.dok_MagId
+            ).outerjoin(sl_Kategoria, sl_Kategoria.c.kat_Id == dok__Dokument.c.dok_KatId)
         )
         .where(dok__Dokument.c.dok_Typ == _int(DocType.ZK))
         .order_by(dok__Dokument.c.dok_Id)
@@ -473,6 +469,46 @@ def order_by_external_number(external_number: str) -> Select[Any]:
     return _orders().where(dok__Dokument.c.dok_NrPelnyOryg == external_number)
 
 
+def category_by_name(name: str) -> Select[Any]:
+    """A document category (``sl_Kategoria``) by name, ignoring case; the lowest id wins."""
+    return (
+        select(sl_Kategoria.c.kat_Id)
+        .where(casefold(sl_Kategoria.c.kat_Nazwa) == name.lower())
+        .order_by(sl_Kategoria.c.kat_Id)
+        .limit(1)
+    )
+
+
+def insert_category(kat_id: int, name: str) -> Insert:
+    return insert(sl_Kategoria).values(kat_Id=kat_id, kat_Nazwa=name)
+
+
+def link_document(dok_id: int, order_id: int) -> Update:
+    """Point a document at the order it was made from (``dok_DoDokId`` and the order's number)."""
+    number = select(dok__Dokument.c.dok_NrPelny).where(dok__Dokument.c.dok_Id == order_id)
+    return (
+        update(dok__Dokument)
+        .where(dok__Dokument.c.dok_Id == dok_id)
+        .values(dok_DoDokId=order_id, dok_DoDokNrPelny=number.scalar_subquery())
+    )
+
+
+def linked_documents(order_id: int) -> Select[Any]:
+    """The documents made from an order (``dok_DoDokId``), oldest first."""
+    return (
+        select(
+            dok__Dokument.c.dok_Id,
+            dok__Dokument.c.dok_Typ,
+            dok__Dokument.c.dok_NrPelny,
+            dok__Dokument.c.dok_Status,
+            dok__Dokument.c.dok_MagId,
+            dok__Dokument.c.dok_OdbiorcaId,
+        )
+        .where(dok__Dokument.c.dok_DoDokId == order_id)
+        .order_by(dok__Dokument.c.dok_Id)
+    )
+
+
 def document_lines(dok_id: int) -> Select[Any]:
     return (
         select(
@@ -487,8 +523,13 @@ def document_lines(dok_id: int) -> Select[Any]:
             dok_Pozycja.c.ob_WartNetto,
             dok_Pozycja.c.ob_WartVat,
             dok_Pozycja.c.ob_WartBrutto,
+            sl_Magazyn.c.mag_Symbol,
         )
-        .select_from(dok_Pozycja.join(tw__Towar, tw__Towar.c.tw_Id == dok_Pozycja.c.ob_TowId))
+        .select_from(
+            dok_Pozycja.join(tw__Towar, tw__Towar.c.tw_Id == dok_Pozycja.c.ob_TowId).outerjoin(
+                sl_Magazyn, sl_Magazyn.c.mag_Id == dok_Pozycja.c.ob_MagId
+            )
+        )
         .where(dok_Pozycja.c.ob_DokHanId == dok_id)
         .order_by(dok_Pozycja.c.ob_DokHanLp)
     )

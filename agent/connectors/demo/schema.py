@@ -119,6 +119,8 @@ kh__Kontrahent = Table(
     Column("kh_Zablokowany", Boolean, nullable=False, default=False),
     Column("kh_Uwagi", _text(1000), nullable=False, default=""),
     Column("kh_DataDodania", DateTime, nullable=True),
+    Column("kh_IdRabat", Integer, nullable=True),
+    Column("kh_IdFormaP", Integer, nullable=True),
     *(Column(f"kh_Pole{n}", _text(50), nullable=False, default="") for n in range(1, 9)),
     Index("ix_kh_Symbol", "kh_Symbol", unique=True),
     Index("ix_kh_EMail", "kh_EMail"),
@@ -196,6 +198,28 @@ tw_Parametr = Table(
 )
 """One row: the names of price levels 1..10 (an empty name means the level is unused)."""
 
+sl_Rabat = Table(
+    "sl_Rabat",
+    metadata,
+    Column("rt_Id", Integer, primary_key=True, autoincrement=False),
+    Column("rt_Nazwa", _text(50), nullable=True),
+    Column("rt_Rodzaj", Integer, nullable=False, default=0),
+    Column("rt_Procent", Money4, nullable=False),
+)
+"""Discounts (scaffold); a customer's is ``kh__Kontrahent.kh_IdRabat``. Reading ``rt_Procent`` as
+the percent taken off the customer's price level is ours (G)."""
+
+sl_FormaPlatnosci = Table(
+    "sl_FormaPlatnosci",
+    metadata,
+    Column("fp_Id", Integer, primary_key=True, autoincrement=False),
+    Column("fp_Nazwa", _text(50), nullable=False),
+    Column("fp_Termin", Integer, nullable=False, default=0),
+    Column("fp_Typ", Integer, nullable=False, default=0),
+    Column("fp_Aktywna", Boolean, nullable=False, default=True),
+)
+"""Payment methods (scaffold); a customer's default is ``kh__Kontrahent.kh_IdFormaP``."""
+
 sl_Magazyn = Table(
     "sl_Magazyn",
     metadata,
@@ -230,6 +254,9 @@ dok__Dokument = Table(
     Column("dok_NrRoz", _text(3), nullable=True),
     Column("dok_NrPelny", _text(30), nullable=False),
     Column("dok_NrPelnyOryg", _text(30), nullable=False, default=""),
+    Column("dok_NrIdentNabywcy", _text(20), nullable=True),
+    Column("dok_DoDokId", Integer, nullable=True),
+    Column("dok_DoDokNrPelny", _text(30), nullable=False, default=""),
     Column("dok_DataWyst", DateTime, nullable=False),
     Column("dok_DataMag", DateTime, nullable=False),
     Column("dok_TerminRealizacji", DateTime, nullable=True),
@@ -246,14 +273,18 @@ dok__Dokument = Table(
     Column("dok_Podtytul", _text(50), nullable=False, default=""),
     Column("dok_Status", Integer, nullable=False),
     Column("dok_TransakcjaSymbol", _text(30), nullable=True),
+    Column("dok_KatId", Integer, nullable=True),
     Index("ix_dok_Typ_DataWyst", "dok_Typ", "dok_DataWyst"),
     Index("ix_dok_PlatnikId_Typ_DataWyst", "dok_PlatnikId", "dok_Typ", "dok_DataWyst"),
     Index("ix_dok_NrPelny", "dok_NrPelny"),
     Index("ix_dok_NrPelnyOryg", "dok_NrPelnyOryg"),
     Index("ix_dok_TransakcjaSymbol", "dok_TransakcjaSymbol"),
+    Index("ix_dok_DoDokId", "dok_DoDokId"),
 )
 """Document headers. ``dok_NrPelnyOryg`` (the original/foreign number) holds the shop's number;
-``dok_TransakcjaSymbol`` (``varchar(30) NULL``, scaffold) the idempotency token of the write."""
+``dok_TransakcjaSymbol`` (``varchar(30) NULL``, scaffold) the idempotency token of the write.
+``dok_DoDokId`` / ``dok_DoDokNrPelny`` (scaffold; public code links FS/PA to their ZK and a KFS to
+its FS this way, C) point a document at the one it was made from."""
 
 dok_Pozycja = Table(
     "dok_Pozycja",
@@ -274,8 +305,12 @@ dok_Pozycja = Table(
     Column("ob_WartVat", Money4, nullable=False),
     Column("ob_WartBrutto", Money4, nullable=False),
     Column("ob_MagId", Integer, nullable=True),
+    Column("ob_CenaNabycia", Money4, nullable=True),
+    Column("ob_WartNabycia", Money4, nullable=True),
     Index("ix_ob_DokHanId", "ob_DokHanId", "ob_DokHanLp"),
 )
+"""``ob_CenaNabycia`` / ``ob_WartNabycia`` (scaffold) are the purchase price and value of what a
+sales line sold: the cost ``reports.sales`` takes the margin from (NULL: unknown)."""
 
 nz__Finanse = Table(
     "nz__Finanse",
@@ -321,17 +356,99 @@ Subiekt GT's (the shared notes: "payments are in nz_FinanseSplata"); its columns
 (**G**). ``nzs_TransakcjaSymbol`` holds the idempotency token of ``payments.register``."""
 
 
+fl_Wartosc = Table(
+    "fl_Wartosc",
+    metadata,
+    Column("flw_IdGrupyFlag", Integer, nullable=False),
+    Column("flw_TypObiektu", Integer, nullable=False),
+    Column("flw_IdObiektu", Integer, nullable=False),
+    Column("flw_IdFlagi", Integer, nullable=True),
+    Column("flw_Komentarz", _text(255), nullable=False, default=""),
+    Column("flw_IdUzytkownika", Integer, nullable=False),
+    Column("flw_CzasOstatniejZmiany", DateTime, nullable=False),
+    PrimaryKeyConstraint("flw_IdGrupyFlag", "flw_TypObiektu", "flw_IdObiektu"),
+)
+"""Subiekt GT's flags on objects (names: scaffold). The demo keeps an order's shop-facing status
+(``orders.update_status``) as the comment of its flag in one group; ids and meanings are G."""
+
+rk_Reklamacja = Table(
+    "rk_Reklamacja",
+    metadata,
+    Column("rk_Id", Integer, primary_key=True, autoincrement=False),
+    Column("rk_Nr", Integer, nullable=False),
+    Column("rk_NrPelny", _text(30), nullable=False),
+    Column("rk_DokId", Integer, nullable=False),
+    Column("rk_KhId", Integer, nullable=True),
+    Column("rk_Data", DateTime, nullable=False),
+    Column("rk_Opis", _text(1000), nullable=False, default=""),
+    Column("rk_Status", Integer, nullable=False, default=1),
+    Column("rk_TransakcjaSymbol", _text(30), nullable=True),
+    Index("ix_rk_DokId", "rk_DokId"),
+    Index("ix_rk_TransakcjaSymbol", "rk_TransakcjaSymbol"),
+)
+"""Complaints (``complaints.create``) about goods of an FS or PA (``rk_DokId``). Subiekt GT's
+complaints module has its own tables we have no notes on: table and columns are the demo's (G)."""
+
+rk_Pozycja = Table(
+    "rk_Pozycja",
+    metadata,
+    Column("rkp_Id", Integer, primary_key=True, autoincrement=False),
+    Column("rkp_RkId", Integer, nullable=False),
+    Column("rkp_Lp", Integer, nullable=False),
+    Column("rkp_TowId", Integer, nullable=False),
+    Column("rkp_Ilosc", Money4, nullable=False),
+    Index("ix_rkp_RkId", "rkp_RkId"),
+)
+"""The goods a complaint is about (G, like ``rk_Reklamacja``)."""
+
+
+sl_Kategoria = Table(
+    "sl_Kategoria",
+    metadata,
+    Column("kat_Id", Integer, primary_key=True, autoincrement=False),
+    Column("kat_Nazwa", _text(50), nullable=False),
+    Index("ix_kat_Nazwa", "kat_Nazwa"),
+)
+"""Document categories (``dok_KatId`` points here; names from Subiekt GT, columns beyond these
+are left out). The demo keeps an order's sales channel as its category (**G**), one row per
+channel name, created on first use."""
+
+dok_Odbior = Table(
+    "dok_Odbior",
+    metadata,
+    Column("odb_Id", Integer, primary_key=True, autoincrement=False),
+    Column("odb_DokId", Integer, nullable=False),
+    Column("odb_MagId", Integer, nullable=False),
+    Column("odb_Data", DateTime, nullable=False),
+    Column("odb_TransakcjaSymbol", _text(30), nullable=True),
+    Index("ix_odb_DokId", "odb_DokId", unique=True),
+    Index("ix_odb_TransakcjaSymbol", "odb_TransakcjaSymbol"),
+)
+"""Pickups in store (``orders.picked_up``): the ZK (``odb_DokId``) the customer collected, in
+which store's warehouse, when, and the idempotency token. Subiekt GT has no such table; the
+whole table is the demo's (**G**)."""
+
+
 class DocType:
     """``dok_Typ`` codes of Subiekt GT (confidence B in the shared notes)."""
 
     FS = 2
     KFS = 6
+    MM = 9
     WZ = 11
+    ZD = 15
     ZK = 16
     PA = 21
 
 
-DOC_SYMBOLS: dict[int, str] = {DocType.FS: "FS", DocType.ZK: "ZK", DocType.PA: "PA"}
+DOC_SYMBOLS: dict[int, str] = {
+    DocType.FS: "FS",
+    DocType.KFS: "KFS",
+    DocType.MM: "MM",
+    DocType.ZD: "ZD",
+    DocType.ZK: "ZK",
+    DocType.PA: "PA",
+}
 
 RECEIVABLE = 39
 """``nzf_Typ`` of a receivable (należność)."""
@@ -348,10 +465,22 @@ STATUS_EXECUTED = 1
 STATUS_ORDER_OPEN = 7
 """``dok_Status`` of an active (open, reserving) ZK; one public source (C), see docs/erp/demo.md."""
 
-ORDER_STATUSES: dict[int, str] = {6: "offer", 7: "open", 8: "completed"}
-"""``dok_Status`` of a ZK as the catalogue's ``Order.status`` (6/7/8 seen in one public source)."""
+STATUS_ORDER_COMPLETED = 8
+"""``dok_Status`` of a ZK that was fulfilled (``orders.fulfil``); C like 7."""
+
+STATUS_ORDER_CANCELLED = 9
+"""``dok_Status`` the demo gives a cancelled ZK (``orders.cancel``): our choice, **G**."""
+
+ORDER_STATUSES: dict[int, str] = {6: "offer", 7: "open", 8: "completed", 9: "cancelled"}
+"""``dok_Status`` of a ZK as the catalogue's ``Order.status`` (6/7/8 seen in one public source,
+9 = cancelled is the demo's, G)."""
+
+PAYABLE = 40
+"""``nzf_Typ`` of a payable (zobowiązanie): what a return owes a customer who had paid (G)."""
 
 ID_TABLES = (
+    "sl_Rabat",
+    "sl_FormaPlatnosci",
     "kh__Kontrahent",
     "adr__Ewid",
     "tw__Towar",
@@ -360,5 +489,9 @@ ID_TABLES = (
     "dok_Pozycja",
     "nz__Finanse",
     "nz_FinanseSplata",
+    "rk_Reklamacja",
+    "rk_Pozycja",
+    "sl_Kategoria",
+    "dok_Odbior",
 )
 """Tables whose ids come from ``ins_ident``."""

@@ -17,7 +17,18 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    case,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    update,
+)
 
 from agent.connectors.demo import names
 from agent.connectors.demo.engine import IMMEDIATE, build_engine
@@ -29,6 +40,8 @@ from agent.connectors.demo.schema import (
     PRICE_LEVELS,
     RECEIVABLE,
     STATUS_EXECUTED,
+    STATUS_ORDER_COMPLETED,
+    STATUS_ORDER_OPEN,
     DocType,
     adr__Ewid,
     dok__Dokument,
@@ -37,7 +50,9 @@ from agent.connectors.demo.schema import (
     kh__Kontrahent,
     metadata,
     nz__Finanse,
+    sl_FormaPlatnosci,
     sl_Magazyn,
+    sl_Rabat,
     sl_StawkaVAT,
     tw__Towar,
     tw_Cena,
@@ -50,6 +65,7 @@ COMPANIES = 240
 PERSONS = 60
 PRODUCTS = 1000
 INVOICE_DAYS = 365
+PURCHASE_ORDERS = 12
 
 CENT = Decimal("0.01")
 PRICE_LEVEL_NAMES = ("Detaliczna", "Hurtowa", "Specjalna", "Internetowa")
@@ -61,6 +77,15 @@ WAREHOUSES = (
     (2, "SKL", "Sklep stacjonarny", False),
     (3, "WEB", "Magazyn sklepu internetowego", False),
 )
+DISCOUNTS = (
+    (1, "Stały klient", Decimal(3)),
+    (2, "Partner handlowy", Decimal(5)),
+    (3, "Klient kluczowy", Decimal(10)),
+)
+"""(rt_Id, name, percent): ``sl_Rabat``; some companies get one (``kh_IdRabat``)."""
+CASH, TRANSFER = 1, 2
+PAYMENT_METHODS = ((CASH, "Gotówka", 0, 0), (TRANSFER, "Przelew", 14, 1), (3, "Karta", 0, 2))
+"""(fp_Id, name, days, kind): ``sl_FormaPlatnosci``; deferred payers pay by transfer."""
 TAX_OFFICE_PREFIXES = ("526", "951", "677", "779", "894", "584", "725", "813", "954", "521")
 EAN_COMPANY = "5901234"
 """GS1 Poland prefix 590 plus a made-up company number; 5 digits are left for the item."""
@@ -170,6 +195,8 @@ class _Seeder:
         self._customers()
         self._products()
         self._invoices()
+        self._trade_terms()
+        self._purchase_orders()
         counters = {name: self.last_ids.get(name, 0) for name in ID_TABLES}
         self.conn.execute(
             insert(ins_ident),
@@ -379,6 +406,76 @@ class _Seeder:
         self.last_ids["tw__Towar"] = PRODUCTS
         self.last_ids["tw_Cena"] = PRODUCTS
 
+    # -- B2B terms and purchase prices (added after the sales, so earlier ids stay put) ---------
+
+    def _trade_terms(self) -> None:
+        """Discounts, payment methods, purchase prices, and the cost of every line sold.
+
+        Drawn from no random numbers (from ids alone), so nothing seeded before or after moves.
+        The purchase price is ``tw_Cena`` level 0 at 55–80 % of the retail net price; each sales
+        line gets it as ``ob_CenaNabycia`` and its value, to the grosz, as ``ob_WartNabycia``.
+        """
+        self._insert(
+            sl_Rabat,
+            [
+                {"rt_Id": rt_id, "rt_Nazwa": name, "rt_Rodzaj": 0, "rt_Procent": percent}
+                for rt_id, name, percent in DISCOUNTS
+            ],
+        )
+        self._insert(
+            sl_FormaPlatnosci,
+            [
+                {"fp_Id": fp_id, "fp_Nazwa": name, "fp_Termin": days, "fp_Typ": kind}
+                for fp_id, name, days, kind in PAYMENT_METHODS
+            ],
+        )
+        self.last_ids["sl_Rabat"] = len(DISCOUNTS)
+        self.last_ids["sl_FormaPlatnosci"] = len(PAYMENT_METHODS)
+        kh = kh__Kontrahent.c
+        self.conn.execute(
+            update(kh__Kontrahent).values(
+                kh_IdFormaP=case((kh.kh_PlatOdroczone == literal(True), TRANSFER), else_=CASH)
+            )
+        )
+        for rt_id, every in ((3, 23), (2, 7), (1, 5)):
+            self.conn.execute(
+                update(kh__Kontrahent)
+                .where(
+                    kh.kh_Id % every == 0, kh.kh_Osoba == literal(False), kh.kh_IdRabat.is_(None)
+                )
+                .values(kh_IdRabat=rt_id)
+            )
+        cost = {p.id: money(p.prices[0] * (55 + p.id * 37 % 26) / 100) for p in self.products}
+        vat = {p.id: p.vat_rate for p in self.products}
+        self.conn.execute(
+            update(tw_Cena)
+            .where(tw_Cena.c.tc_IdTowar == bindparam("tw"))
+            .values(tc_CenaNetto0=bindparam("net"), tc_CenaBrutto0=bindparam("gross")),
+            [
+                {"tw": tw, "net": net, "gross": money(net * (100 + vat[tw]) / 100)}
+                for tw, net in cost.items()
+            ],
+        )
+        ob = dok_Pozycja.c
+        sold = self.conn.execute(
+            select(ob.ob_Id, ob.ob_TowId, ob.ob_Ilosc)
+            .select_from(dok_Pozycja.join(dok__Dokument, dok__Dokument.c.dok_Id == ob.ob_DokHanId))
+            .where(dok__Dokument.c.dok_Typ.in_([DocType.FS, DocType.PA]))
+        ).all()
+        self.conn.execute(
+            update(dok_Pozycja)
+            .where(ob.ob_Id == bindparam("ob"))
+            .values(ob_CenaNabycia=bindparam("price"), ob_WartNabycia=bindparam("value")),
+            [
+                {
+                    "ob": line.ob_Id,
+                    "price": cost[line.ob_TowId],
+                    "value": money(line.ob_Ilosc * cost[line.ob_TowId]),
+                }
+                for line in sold
+            ],
+        )
+
     # -- a year of sales -----------------------------------------------------------------------
 
     def _invoices(self) -> None:
@@ -460,6 +557,89 @@ class _Seeder:
         self.last_ids["dok__Dokument"] = len(doc_rows)
         self.last_ids["dok_Pozycja"] = len(line_rows)
         self.last_ids["nz__Finanse"] = len(nz_rows)
+
+    def _purchase_orders(self) -> None:
+        """Open purchase orders (ZD) to suppliers, expected over the next weeks: the planned
+        deliveries of ``products.availability``. One is already completed and one has no date.
+
+        Drawn from no random numbers (from indexes alone), so nothing seeded before moves, and
+        written last, so every id seeded before stays the same.
+        """
+        suppliers = [c for c in self.customers if not c.is_person]
+        first_doc = self.last_ids["dok__Dokument"] + 1
+        first_line = self.last_ids["dok_Pozycja"] + 1
+        doc_rows: list[dict[str, Any]] = []
+        line_rows: list[dict[str, Any]] = []
+        numbers: dict[tuple[int, int], int] = {}
+        for n in range(PURCHASE_ORDERS):
+            dok_id = first_doc + n
+            mag_id = (1, 3, 1, 2)[n % 4]
+            issued = self.today - timedelta(days=n % 5)
+            numbers[issued.year, issued.month] = numbers.get((issued.year, issued.month), 0) + 1
+            expected = None if n == PURCHASE_ORDERS - 1 else self.today + timedelta(days=3 + 4 * n)
+            total_net = total_vat = Decimal(0)
+            for k in range(1 + n % 3):
+                product = self.products[(n * 83 + k * 17) % len(self.products)]
+                quantity = Decimal(10 * (k + 1))
+                price = money(product.prices[0] * Decimal("0.6"))
+                net = money(quantity * price)
+                vat = money(net * product.vat_rate / 100)
+                total_net += net
+                total_vat += vat
+                line_rows.append(
+                    {
+                        "ob_Id": first_line + len(line_rows),
+                        "ob_DokHanId": dok_id,
+                        "ob_DokMagId": None,
+                        "ob_DokHanLp": k + 1,
+                        "ob_TowId": product.id,
+                        "ob_Ilosc": quantity,
+                        "ob_Jm": product.unit,
+                        "ob_CenaNetto": price,
+                        "ob_CenaBrutto": money(price * (100 + product.vat_rate) / 100),
+                        "ob_Rabat": Decimal(0),
+                        "ob_VatId": product.vat_id,
+                        "ob_VatProc": Decimal(product.vat_rate),
+                        "ob_WartNetto": net,
+                        "ob_WartVat": vat,
+                        "ob_WartBrutto": net + vat,
+                        "ob_MagId": mag_id,
+                    }
+                )
+            supplier = suppliers[n * 7 % len(suppliers)]
+            when = datetime(issued.year, issued.month, issued.day)
+            doc_rows.append(
+                {
+                    "dok_Id": dok_id,
+                    "dok_Typ": DocType.ZD,
+                    "dok_Podtyp": 0,
+                    "dok_MagId": mag_id,
+                    "dok_Nr": numbers[issued.year, issued.month],
+                    "dok_NrRoz": "",
+                    "dok_NrPelny": document_number(
+                        DocType.ZD, numbers[issued.year, issued.month], issued
+                    ),
+                    "dok_NrPelnyOryg": "",
+                    "dok_DataWyst": when,
+                    "dok_DataMag": when,
+                    "dok_TerminRealizacji": None
+                    if expected is None
+                    else datetime(expected.year, expected.month, expected.day),
+                    "dok_PlatnikId": supplier.id,
+                    "dok_OdbiorcaId": supplier.id,
+                    "dok_WartNetto": total_net,
+                    "dok_WartVat": total_vat,
+                    "dok_WartBrutto": total_net + total_vat,
+                    "dok_Waluta": "PLN",
+                    "dok_Uwagi": "",
+                    "dok_Podtytul": "",
+                    "dok_Status": STATUS_ORDER_COMPLETED if n == 0 else STATUS_ORDER_OPEN,
+                }
+            )
+        self._insert(dok__Dokument, doc_rows)
+        self._insert(dok_Pozycja, line_rows)
+        self.last_ids["dok__Dokument"] += len(doc_rows)
+        self.last_ids["dok_Pozycja"] += len(line_rows)
 
     def _lines(
         self, dok_id: int, customer: _Customer, line_rows: list[dict[str, Any]]

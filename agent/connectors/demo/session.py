@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -36,17 +36,30 @@ from agent.connectors.base import (
     Conflict,
     ConnectorError,
     ConnectorSession,
+    CreditLimitExceeded,
+    CustomerBlocked,
     ErpFailure,
+    InsufficientStock,
     NotFound,
+    ProductBlocked,
     Unsupported,
 )
 from agent.connectors.demo import queries as q
+from agent.connectors.demo import queries_fulfilment as qf
+from agent.connectors.demo.allocation import NotEnoughStock, allocate
 from agent.connectors.demo.engine import IMMEDIATE
-from agent.connectors.demo.keys import CUSTOMER_KEY_COLUMN, CUSTOMER_KEY_WIDTH, key_token
+from agent.connectors.demo.keys import (
+    CUSTOMER_KEY_COLUMN,
+    CUSTOMER_KEY_WIDTH,
+    ORDER_KEY_WIDTH,
+    key_token,
+)
 from agent.connectors.demo.schema import MAIN_ADDRESS, ORDER_STATUSES
+from agent.connectors.demo.seed import document_number
 from agent.connectors.demo.values import (
     by_sku,
     check_lengths,
+    credit_limit,
     day,
     dec_str,
     int_id,
@@ -58,7 +71,15 @@ from agent.connectors.sql import Fault, apply_statement_limit, classify, connect
 from agent.connectors.sql.timeouts import remaining_seconds
 from protocol.operations.catalogue import WRITE_OPERATIONS
 from protocol.operations.customers import CustomerRef, NewCustomer
-from protocol.operations.orders import CreateOrderArgs, Order, OrderLine, OrderLineIn
+from protocol.operations.orders import (
+    CreateOrderArgs,
+    Order,
+    OrderLine,
+    OrderLineIn,
+    OrderRef,
+    SplitPolicy,
+)
+from protocol.operations.products import ProductStock, StockArgs, StockResult, WarehouseStock
 
 log = logging.getLogger("agent.connectors.demo")
 
@@ -68,9 +89,15 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class _Priced:
-    """One order line, priced and checked, ready to write."""
+    """One order line, priced and checked, ready to write.
+
+    ``quantity`` is the line's, or the part of it reserved in warehouse ``mag_id`` when the
+    ``split_line`` policy spread one requested line over several warehouses.
+    """
 
     line: OrderLineIn
+    quantity: Decimal
+    mag_id: int
     tw_id: int
     vat_id: int
     vat_rate: Decimal
@@ -83,6 +110,41 @@ class _Priced:
     @property
     def gross(self) -> Decimal:
         return self.net + self.vat
+
+
+def line_values(
+    item: _Priced,
+    *,
+    dok_id: int,
+    ob_id: int,
+    lp: int,
+    mag_id: int | None,
+    discount: Decimal = Decimal(0),
+) -> dict[str, Any]:
+    """The ``dok_Pozycja`` row of a priced line of document ``dok_id``.
+
+    ``mag_id`` is the warehouse the line's quantity is reserved in; None for a line that reserves
+    nothing (an offer's). ``discount`` is the percent already taken off ``item``'s price, kept in
+    ``ob_Rabat`` as Subiekt GT does.
+    """
+    return {
+        "ob_Id": ob_id,
+        "ob_DokHanId": dok_id,
+        "ob_DokMagId": None,
+        "ob_DokHanLp": lp,
+        "ob_TowId": item.tw_id,
+        "ob_Ilosc": item.quantity,
+        "ob_Jm": item.unit,
+        "ob_CenaNetto": item.price_net,
+        "ob_CenaBrutto": item.price_gross,
+        "ob_Rabat": discount,
+        "ob_VatId": item.vat_id,
+        "ob_VatProc": item.vat_rate,
+        "ob_WartNetto": item.net,
+        "ob_WartVat": item.vat,
+        "ob_WartBrutto": item.gross,
+        "ob_MagId": mag_id,
+    }
 
 
 class DemoSessionBase(ConnectorSession):
@@ -286,109 +348,247 @@ class DemoSessionBase(ConnectorSession):
         assert args.customer is not None
         customer = self._find_customer(conn, args.customer)
         if customer.kh_Zablokowany:
-            raise Conflict(
-                "the customer is blocked in the ERP",
+            raise CustomerBlocked(
+                "The customer is blocked in the ERP and cannot place new orders.",
                 details={"customer_id": str(customer.kh_Id)},
             )
         return customer
 
-    def _order_warehouse(self, conn: Connection, symbol: str | None) -> tuple[int, str]:
-        stmt = q.main_warehouse() if symbol is None else q.warehouse_by_symbol(symbol)
-        row = conn.execute(stmt).first()
-        if row is None:
-            raise NotFound("no such warehouse", details={"warehouse": symbol})
-        return int(row.mag_Id), str(row.mag_Symbol)
+    def _find_warehouses(self, conn: Connection, symbols: Sequence[str] | None) -> list[Row[Any]]:
+        """Active warehouses (``mag_Id``, ``mag_Symbol``) in the order given; the main one for
+        None. Unknown symbols fail with `NotFound` listing them."""
+        if symbols is None:
+            return [conn.execute(q.main_warehouse()).one()]
+        found = {row.mag_Symbol.casefold(): row for row in conn.execute(q.warehouses(symbols))}
+        missing = [symbol for symbol in symbols if symbol.casefold() not in found]
+        if missing:
+            raise NotFound("no such warehouse", details={"warehouses": missing})
+        return [found[symbol.casefold()] for symbol in symbols]
 
     def _price_lines(
-        self, conn: Connection, lines: Sequence[OrderLineIn], mag_id: int, level: int
+        self,
+        conn: Connection,
+        lines: Sequence[OrderLineIn],
+        warehouses: Sequence[int],
+        level: int,
+        split: SplitPolicy = "none",
     ) -> list[_Priced]:
-        """Check every line before anything is written: unknown, blocked, unpriced, short."""
+        """Check every line before anything is written: unknown, blocked, short, unpriced.
+
+        Each line's quantity is placed in ``warehouses`` (most preferred first) by the ``split``
+        policy (`agent.connectors.demo.allocation`); a line split over two warehouses comes
+        back as two priced rows.
+        """
         skus = list(dict.fromkeys(line.sku for line in lines))
-        rows = by_sku(conn.execute(q.order_for_sale(skus, mag_id, level)).all())
+        rows = by_sku(conn.execute(q.order_for_sale(skus, level)).all())
         missing = unknown(skus, rows)
         if missing:
             raise NotFound("unknown products in the order", details={"unknown_skus": missing})
         blocked = sorted(row.tw_Symbol for row in rows.values() if row.tw_Zablokowany)
         if blocked:
-            raise Conflict("blocked products in the order", details={"blocked_skus": blocked})
-        requested: dict[int, Decimal] = {}
-        for line in lines:
-            tw_id = rows[line.sku.casefold()].tw_Id
-            requested[tw_id] = requested.get(tw_id, Decimal(0)) + line.quantity
-        short = []
-        for sku in skus:
-            row = rows[sku.casefold()]
-            available = (row.st_Stan or Decimal(0)) - (row.st_StanRez or Decimal(0))
-            if requested[row.tw_Id] > available:
-                short.append(
-                    {
-                        "sku": row.tw_Symbol,
-                        "requested": dec_str(requested[row.tw_Id]),
-                        "available": dec_str(max(available, Decimal(0))),
-                    }
-                )
-        if short:
-            raise Conflict("not enough stock", details={"lines": short})
+            raise ProductBlocked(
+                "Some products are blocked in the ERP and cannot be ordered.",
+                details={"blocked_skus": blocked},
+            )
+        products = [rows[line.sku.casefold()] for line in lines]
+        stock = conn.execute(q.stock_levels([p.tw_Id for p in products], list(warehouses)))
+        free = {(r.st_TowId, r.st_MagId): r.st_Stan - r.st_StanRez for r in stock}
+        wanted = [(p.tw_Id, line.quantity) for p, line in zip(products, lines, strict=True)]
+        try:
+            placed = allocate(wanted, warehouses, free, split)
+        except NotEnoughStock as short:
+            symbols = {p.tw_Id: p.tw_Symbol for p in products}
+            raise InsufficientStock(
+                "There is not enough stock for the order.",
+                details={
+                    "lines": [
+                        {
+                            "sku": symbols[s.product],
+                            "requested": dec_str(s.requested),
+                            "available": dec_str(s.available),
+                        }
+                        for s in short.shortages
+                    ]
+                },
+            ) from None
         priced: list[_Priced] = []
-        for line in lines:
-            row = rows[line.sku.casefold()]
+        for line, row, pieces in zip(lines, products, placed, strict=True):
             price_net = line.price_net if line.price_net is not None else row.price_net
             if price_net is None:
                 raise Conflict(
                     "the product has no price for the customer", details={"sku": row.tw_Symbol}
                 )
             rate = row.vat_Stawka
-            net = money(line.quantity * price_net)
-            priced.append(
-                _Priced(
-                    line=line,
-                    tw_id=row.tw_Id,
-                    vat_id=row.vat_Id,
-                    vat_rate=rate,
-                    unit=row.tw_JednMiary,
-                    price_net=price_net,
-                    price_gross=money(price_net * (100 + rate) / 100),
-                    net=net,
-                    vat=money(net * rate / 100),
+            for mag_id, quantity in pieces:
+                net = money(quantity * price_net)
+                priced.append(
+                    _Priced(
+                        line=line,
+                        quantity=quantity,
+                        mag_id=mag_id,
+                        tw_id=row.tw_Id,
+                        vat_id=row.vat_Id,
+                        vat_rate=rate,
+                        unit=row.tw_JednMiary,
+                        price_net=price_net,
+                        price_gross=money(price_net * (100 + rate) / 100),
+                        net=net,
+                        vat=money(net * rate / 100),
+                    )
                 )
-            )
         return priced
 
-    def _write_line(
-        self, conn: Connection, item: _Priced, *, dok_id: int, ob_id: int, lp: int, mag_id: int
-    ) -> None:
-        """Insert one ``dok_Pozycja`` and reserve its quantity in ``tw_Stan``."""
-        conn.execute(
-            q.insert_line(),
-            [
-                {
-                    "ob_Id": ob_id,
-                    "ob_DokHanId": dok_id,
-                    "ob_DokMagId": None,
-                    "ob_DokHanLp": lp,
-                    "ob_TowId": item.tw_id,
-                    "ob_Ilosc": item.line.quantity,
-                    "ob_Jm": item.unit,
-                    "ob_CenaNetto": item.price_net,
-                    "ob_CenaBrutto": item.price_gross,
-                    "ob_Rabat": Decimal(0),
-                    "ob_VatId": item.vat_id,
-                    "ob_VatProc": item.vat_rate,
-                    "ob_WartNetto": item.net,
-                    "ob_WartVat": item.vat,
-                    "ob_WartBrutto": item.gross,
-                    "ob_MagId": mag_id,
-                }
-            ],
-        )
-        reserved = conn.execute(q.reserve_stock(item.tw_id, mag_id, item.line.quantity))
-        if reserved.rowcount != 1:
-            raise Conflict(
-                "not enough stock",
+    def _category(self, conn: Connection, name: str) -> int:
+        """The id of document category ``name`` (an order's sales channel), made on first use."""
+        kat_id = conn.execute(q.category_by_name(name)).scalar()
+        if kat_id is None:
+            kat_id = self._allocate(conn, "sl_Kategoria", 1)
+            conn.execute(q.insert_category(kat_id, name))
+        return int(kat_id)
+
+    def _check_credit(self, conn: Connection, customer: Row[Any], gross: Decimal) -> None:
+        """Refuse a document that would take the customer's open receivables past their credit
+        limit (``kh_MaxWartKred``; no limit when it is zero), as Subiekt GT warns."""
+        limit = credit_limit(customer)
+        if limit is None:
+            return
+        open_rows = conn.execute(q.open_receivables(customer.kh_Id)).all()
+        receivables = money(sum((row.nzf_Wartosc for row in open_rows), Decimal(0)))
+        if receivables + gross > limit:
+            raise CreditLimitExceeded(
+                "The order would take the customer past their credit limit.",
                 details={
-                    "lines": [{"sku": item.line.sku, "requested": dec_str(item.line.quantity)}]
+                    "credit_limit": str(limit),
+                    "receivables": str(receivables),
+                    "gross": str(money(gross)),
                 },
             )
+
+    @staticmethod
+    def _document_token(idempotency_key: str | None) -> str | None:
+        """What a document written with this key stores in ``dok_TransakcjaSymbol``."""
+        return key_token(idempotency_key, ORDER_KEY_WIDTH) if idempotency_key else None
+
+    def _insert_header(
+        self, conn: Connection, *, dok_id: int, doc_type: int, status: int, **columns: Any
+    ) -> str:
+        """Insert the header of a document issued today, numbered next in its type and month;
+        ``columns`` (the parties, amounts, the key token…) add to or override the defaults
+        every document shares. Returns the full number (``MM 3/11/2026``)."""
+        today = self._today()
+        nr, number = self._next_number(conn, doc_type, today)
+        issued = datetime(today.year, today.month, today.day)
+        defaults: dict[str, Any] = {
+            "dok_Id": dok_id,
+            "dok_Typ": doc_type,
+            "dok_Podtyp": 0,
+            "dok_Nr": nr,
+            "dok_NrRoz": "",
+            "dok_NrPelny": number,
+            "dok_NrPelnyOryg": "",
+            "dok_DataWyst": issued,
+            "dok_DataMag": issued,
+            "dok_TerminRealizacji": None,
+            "dok_Uwagi": "",
+            "dok_Podtytul": "",
+            "dok_Status": status,
+        }
+        conn.execute(q.insert_document(defaults | columns))
+        return number
+
+    def _next_number(self, conn: Connection, doc_type: int, issued: date) -> tuple[int, str]:
+        """The next ``dok_Nr`` of ``doc_type`` in ``issued``'s month and its full number
+        (``ZK 15/11/2026``); run inside the write transaction, which serialises writers."""
+        period_start = datetime(issued.year, issued.month, 1)
+        period_end = (period_start + timedelta(days=32)).replace(day=1)
+        last = conn.execute(q.last_number(doc_type, period_start, period_end)).scalar()
+        nr = int(last or 0) + 1
+        return nr, document_number(doc_type, nr, issued)
+
+    def _write_line(
+        self, conn: Connection, item: _Priced, *, dok_id: int, ob_id: int, lp: int
+    ) -> None:
+        """Insert one ``dok_Pozycja`` and reserve its quantity in its warehouse's ``tw_Stan``."""
+        conn.execute(
+            q.insert_line(),
+            [line_values(item, dok_id=dok_id, ob_id=ob_id, lp=lp, mag_id=item.mag_id)],
+        )
+        reserved = conn.execute(q.reserve_stock(item.tw_id, item.mag_id, item.quantity))
+        if reserved.rowcount != 1:
+            raise InsufficientStock(
+                "There is not enough stock for the order.",
+                details={"lines": [{"sku": item.line.sku, "requested": dec_str(item.quantity)}]},
+            )
+
+    def _find_order(self, conn: Connection, ref: OrderRef) -> Row[Any]:
+        """The ZK header (`queries.HEADER_COLUMNS`) an `OrderRef` names, or `NotFound`."""
+        if ref.id is not None:
+            stmt = q.order_by_id(int_id(ref.id)) if ref.id.isdigit() else None
+        elif ref.number is not None:
+            stmt = q.order_by_number(ref.number)
+        else:
+            assert ref.external_number is not None
+            stmt = q.order_by_external_number(ref.external_number)
+        header = conn.execute(stmt).first() if stmt is not None else None
+        if header is None:
+            raise NotFound("no such order")
+        return header
+
+    def _link_to_order(self, conn: Connection, dok_id: int, order_id: int) -> None:
+        """Record that document ``dok_id`` (FS, PA, MM, a complaint…) was made from ZK ``order_id``.
+
+        Subiekt GT keeps this in the document's ``dok_DoDokId`` / ``dok_DoDokNrPelny`` (public
+        integrations find an order's invoice by ``dok_DoDokId``; C). A correction (KFS) points at
+        its invoice instead, the same way, so it reaches the order through it.
+        """
+        conn.execute(q.link_document(dok_id, order_id))
+
+    def _linked_documents(self, conn: Connection, order_id: int) -> list[Row[Any]]:
+        """The documents made from ZK ``order_id`` (``dok_Id``, ``dok_Typ``, ``dok_NrPelny``,
+        ``dok_Status``, ``dok_MagId``, ``dok_OdbiorcaId``), oldest first."""
+        return list(conn.execute(q.linked_documents(order_id)).all())
+
+    def _stock(self, conn: Connection, args: StockArgs) -> StockResult:
+        """Stock per warehouse as ``products.stock`` shows it (``products.availability`` adds
+        planned deliveries to the same view)."""
+        skus = list(dict.fromkeys(args.skus))
+        mags = conn.execute(q.warehouses(args.warehouses)).all()
+        if args.warehouses is not None:
+            missing = sorted(set(args.warehouses) - {m.mag_Symbol for m in mags})
+            if missing:
+                raise NotFound("no such warehouse", details={"warehouses": missing})
+        products = by_sku(conn.execute(q.products_by_skus(skus)).all())
+        found = [products[s.casefold()] for s in skus if s.casefold() in products]
+        levels: dict[tuple[int, int], Row[Any]] = {}
+        if found and mags:
+            stmt = q.stock_levels([p.tw_Id for p in found], [m.mag_Id for m in mags])
+            levels = {(r.st_TowId, r.st_MagId): r for r in conn.execute(stmt)}
+        items: list[ProductStock] = []
+        for product in found:
+            per_mag: list[WarehouseStock] = []
+            for mag in mags:
+                level = levels.get((product.tw_Id, mag.mag_Id))
+                qty = level.st_Stan if level is not None else Decimal(0)
+                reserved = level.st_StanRez if level is not None else Decimal(0)
+                per_mag.append(
+                    WarehouseStock(
+                        warehouse=mag.mag_Symbol,
+                        quantity=trim(qty),
+                        reserved=trim(reserved),
+                        available=trim(qty - reserved),
+                    )
+                )
+            items.append(
+                ProductStock(
+                    sku=product.tw_Symbol,
+                    product_id=str(product.tw_Id),
+                    warehouses=per_mag,
+                    quantity=trim(sum((w.quantity for w in per_mag), Decimal(0))),
+                    reserved=trim(sum((w.reserved for w in per_mag), Decimal(0))),
+                    available=trim(sum((w.available for w in per_mag), Decimal(0))),
+                )
+            )
+        return StockResult(items=items, unknown_skus=unknown(skus, products))
 
     def _load_order(self, conn: Connection, header: Row[Any]) -> Order:
         lines = [
@@ -404,6 +604,7 @@ class DemoSessionBase(ConnectorSession):
                 net=money(row.ob_WartNetto),
                 vat=money(row.ob_WartVat),
                 gross=money(row.ob_WartBrutto),
+                warehouse=row.mag_Symbol,
             )
             for row in conn.execute(q.document_lines(header.dok_Id))
         ]
@@ -420,6 +621,8 @@ class DemoSessionBase(ConnectorSession):
             vat=money(header.dok_WartVat),
             gross=money(header.dok_WartBrutto),
             delivery_method=header.dok_Podtytul or None,
+            channel=header.channel,
             notes=header.dok_Uwagi or "",
+            shop_status=conn.execute(qf.shop_status(header.dok_Id)).scalar(),
             lines=lines,
         )

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import Row
 
 from agent.connectors.base import Conflict
+from agent.connectors.demo.schema import PRICE_LEVELS
 from protocol.operations.customers import Customer, NewCustomer
 from protocol.operations.identifiers import normalize_nip
-from protocol.operations.products import Product
+from protocol.operations.products import PriceLevel, Product
 from protocol.operations.types import Address
 
 CENT = Decimal("0.01")
@@ -114,6 +115,29 @@ def product_view(row: Row[Any]) -> Product:
         vat_rate=trim(row.vat_Stawka),
         blocked=bool(row.tw_Zablokowany),
     )
+
+
+def used_levels(names_row: Row[Any] | None) -> list[tuple[int, str]]:
+    """The price levels in use (``tw_Parametr`` gives them a name), as (number, name)."""
+    if names_row is None:
+        return []
+    names = [(n, names_row[n - 1]) for n in range(1, PRICE_LEVELS + 1)]
+    return [(n, name) for n, name in names if name]
+
+
+def price_levels(row: Row[Any], used: Sequence[tuple[int, str]]) -> list[PriceLevel]:
+    """A product's prices as ``products.prices`` shows them (and the change feed reports them):
+    levels without a net price are left out, a missing gross is worked out from the VAT rate."""
+    levels = []
+    for n, name in used:
+        net = row._mapping[f"tc_CenaNetto{n}"]
+        if net is None:
+            continue
+        gross = row._mapping[f"tc_CenaBrutto{n}"]
+        if gross is None:
+            gross = money(net * (100 + row.vat_Stawka) / 100)
+        levels.append(PriceLevel(level=n, name=name, net=trim(net, 2), gross=trim(gross, 2)))
+    return levels
 
 
 def check_lengths(new: NewCustomer) -> None:
