@@ -8,8 +8,11 @@ sending connection ends (or one with a lower slot opens), the next one starts ag
 oldest event not acknowledged: the relay stores each (stream, seq) once, so a repeat costs one
 frame and loses nothing.
 
-A relay that never acks (one older than the change feed) gets ``window`` events per connection
-and nothing more; the rest waits in the outbox (`agent.changefeed.poller` caps it).
+An event the relay took but did not acknowledge (its intake was full, its database down for
+longer than it retries) would hold a place in the window for good, so when no ack or new event
+has come for `resend_after_s` the sending connection starts again from the oldest event not
+acknowledged. A relay that never acks (one older than the change feed) gets ``window`` events
+that often and nothing more; the rest waits in the outbox (`agent.changefeed.poller` caps it).
 """
 
 from __future__ import annotations
@@ -37,10 +40,14 @@ class _Channel:
     session: AgentSession
 
 
+RESEND_AFTER_S = 30.0
+
+
 class Sender:
-    def __init__(self, outbox: Outbox, window: int) -> None:
+    def __init__(self, outbox: Outbox, window: int, resend_after_s: float = RESEND_AFTER_S) -> None:
         self._outbox = outbox
         self._window = window
+        self._resend_after_s = resend_after_s
         self._channels: dict[int, _Channel] = {}
         self._sending: _Channel | None = None
         """The channel the in-flight events below were sent on."""
@@ -88,13 +95,28 @@ class Sender:
                         log.warning("%s", exc)  # the poller reopens it and says so
                         sent = False
                     if not sent:
-                        await changed.wait()
+                        await self._wait(changed, channel)
         finally:
             if self._channels.get(slot) is channel:
                 del self._channels[slot]
             if self._sending is channel:
                 self._sending = None
             self.notify()
+
+    async def _wait(self, changed: asyncio.Event, channel: _Channel) -> None:
+        """Until something changes; events unacknowledged for too long are sent again."""
+        waiting_for_acks = self._sending is channel and bool(self._in_flight)
+        try:
+            async with asyncio.timeout(self._resend_after_s if waiting_for_acks else None):
+                await changed.wait()
+        except TimeoutError:
+            if self._sending is channel and self._in_flight:
+                log.warning(
+                    "the relay acknowledged none of %d change events; sending them again",
+                    len(self._in_flight),
+                )
+                self._cursor = 0
+                self._in_flight.clear()
 
     async def _forget_acked(self) -> None:
         if not self._acked:
