@@ -128,6 +128,8 @@ async def test_an_agent_killed_before_the_ack_sends_the_event_again(
         await wait_for(lambda: len(relay.events) >= 2, timeout=30, what="the event again")
         first, again = relay.events[0], relay.events[1]
         assert (again.stream, again.seq, again.data) == (first.stream, first.seq, first.data)
+        # the agent deletes an acknowledged event right after the ack: wait for that, not longer
+        await wait_for(lambda: _depth(outbox_path) == 0, timeout=15, what="the ack to be applied")
         process.terminate()
         await wait_for(lambda: not process.alive, timeout=15, what="the agent to stop")
     finally:
@@ -138,3 +140,12 @@ async def test_an_agent_killed_before_the_ack_sends_the_event_again(
         assert outbox.depth == 0
     finally:
         outbox.close()
+
+
+def _depth(outbox_path: Path) -> int:
+    """Events in the agent's outbox, read beside the running agent (WAL allows it)."""
+    conn = sqlite3.connect(outbox_path)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM outbox_event").fetchone()[0])
+    finally:
+        conn.close()
