@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from protocol.operations import WRITE_OPERATIONS
 from relay.hub import AgentLink
 from tests.e2e.conftest import Credentials
 from tests.policy.conftest import StartAgent
@@ -19,7 +20,8 @@ from tests.support.agent_process import AgentProcess
 from tests.support.orders import order
 from tests.support.servers import RelayHandle, wait_for
 
-REFUSED = ("customers.create", "orders.create")
+REFUSED = tuple(sorted(WRITE_OPERATIONS))
+"""A read-only site refuses every write the demo connector serves, which is every write."""
 
 
 async def _read_only_agent(
