@@ -115,6 +115,7 @@ CASES: dict[str, tuple[ClauseElement, set[str], list[Any]]] = {
     "database_time": (q.database_time(), set(), []),
     "link_document": (q.link_document(4242, 4343), {"dok__Dokument"}, [4242, 4343]),
     "linked_documents": (q.linked_documents(4242), {"dok__Dokument"}, [4242]),
+    "receivables_total": (q.receivables_total(4242), {"nz__Finanse"}, [4242]),
 }
 
 

@@ -29,8 +29,6 @@ from sqlalchemy import Connection, Row
 from agent.connectors.base import (
     CallContext,
     Conflict,
-    CreditLimitExceeded,
-    CustomerBlocked,
     InsufficientStock,
     InvalidState,
     NotFound,
@@ -52,7 +50,7 @@ from agent.connectors.demo.schema import (
     DocType,
 )
 from agent.connectors.demo.session import DemoSessionBase
-from agent.connectors.demo.values import credit_limit, day, dec_str, int_id, money, trim
+from agent.connectors.demo.values import day, dec_str, int_id, money, trim
 from protocol.operations.fulfilment import (
     CancelOrderArgs,
     Complaint,
@@ -341,27 +339,14 @@ class FulfilmentHandlers(DemoSessionBase):
             order = conn.execute(qf.document(order_id)).one()
             payer = int(order.dok_PlatnikId)
             customer = conn.execute(q.customer_by_id(payer)).one()
-            if customer.kh_Zablokowany:
-                raise CustomerBlocked(
-                    "the customer is blocked in the ERP", details={"customer_id": str(payer)}
-                )
+            self._check_customer(customer, "sales documents")
             lines = conn.execute(qf.order_lines(order_id)).all()
             self._check_stock(conn, lines)
             prepaid = conn.execute(qf.prepaid(order_id)).scalar_one()
             amount_due = max(order.dok_WartBrutto - prepaid, _ZERO)
             terms = conn.execute(qf.payment_terms(payer)).one()
-            limit = credit_limit(customer)
-            if doc_type == DocType.FS and terms.kh_PlatOdroczone and limit is not None:
-                receivables = conn.execute(qf.open_total(payer)).scalar_one()
-                if receivables + amount_due > limit:
-                    raise CreditLimitExceeded(
-                        "the invoice would take the customer over the credit limit",
-                        details={
-                            "credit_limit": str(limit),
-                            "receivables": str(money(receivables)),
-                            "gross": str(money(amount_due)),
-                        },
-                    )
+            if doc_type == DocType.FS and terms.kh_PlatOdroczone:
+                self._check_credit(conn, customer, amount_due)
             claimed = conn.execute(
                 qf.change_status(order_id, STATUS_ORDER_COMPLETED, (STATUS_ORDER_OPEN,))
             )

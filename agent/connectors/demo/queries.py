@@ -229,6 +229,19 @@ def insert_address(values: dict[str, Any]) -> Insert:
     return insert(adr__Ewid).values(**values)
 
 
+def receivables_total(kh_id: int) -> Select[Any]:
+    """What the customer still owes: the sum of its open receivables (0 when none)."""
+    total = func.coalesce(
+        func.sum(nz__Finanse.c.nzf_Wartosc), literal(Decimal(0), nz__Finanse.c.nzf_Wartosc.type)
+    )
+    return select(total.label("receivables")).where(
+        nz__Finanse.c.nzf_IdObiektu == kh_id,
+        nz__Finanse.c.nzf_TypObiektu == _int(OBJECT_CUSTOMER),
+        nz__Finanse.c.nzf_Typ == _int(RECEIVABLE),
+        nz__Finanse.c.nzf_Wartosc > Decimal(0),
+    )
+
+
 def open_receivables(kh_id: int) -> Select[Any]:
     """A customer's unpaid receivables with their documents: one indexed query, no N+1."""
     return (

@@ -239,15 +239,6 @@ def receivable_of(dok_id: int) -> Select[Any]:
     )
 
 
-def open_total(kh_id: int) -> Select[Any]:
-    """The sum of a customer's open receivables (the credit limit's measure)."""
-    return select(func.coalesce(func.sum(nz__Finanse.c.nzf_Wartosc), _zero)).where(
-        nz__Finanse.c.nzf_IdObiektu == kh_id,
-        nz__Finanse.c.nzf_Typ == RECEIVABLE,
-        nz__Finanse.c.nzf_Wartosc > _zero,
-    )
-
-
 def insert_settlement(values: dict[str, Any]) -> Insert:
     return insert(nz__Finanse).values(**values)
 

@@ -8,7 +8,6 @@ never by reading lines into Python: a real office has millions of them.
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -27,15 +26,12 @@ from sqlalchemy.types import Date
 
 from agent.connectors.demo.schema import (
     MAIN_ADDRESS,
-    OBJECT_CUSTOMER,
-    RECEIVABLE,
     STATUS_EXECUTED,
     DocType,
     adr__Ewid,
     dok__Dokument,
     dok_Pozycja,
     kh__Kontrahent,
-    nz__Finanse,
     sl_FormaPlatnosci,
     sl_Kategoria,
     sl_Magazyn,
@@ -102,19 +98,6 @@ def customer_discount(kh_id: int) -> Select[Any]:
         select(sl_Rabat.c.rt_Procent)
         .select_from(kh__Kontrahent.join(sl_Rabat, sl_Rabat.c.rt_Id == kh__Kontrahent.c.kh_IdRabat))
         .where(kh__Kontrahent.c.kh_Id == kh_id)
-    )
-
-
-def receivables_total(kh_id: int) -> Select[Any]:
-    """What the customer still owes: the sum of its open receivables (0 when none)."""
-    total = func.coalesce(
-        func.sum(nz__Finanse.c.nzf_Wartosc), literal(Decimal(0), nz__Finanse.c.nzf_Wartosc.type)
-    )
-    return select(total.label("receivables")).where(
-        nz__Finanse.c.nzf_IdObiektu == kh_id,
-        nz__Finanse.c.nzf_TypObiektu == _int(OBJECT_CUSTOMER),
-        nz__Finanse.c.nzf_Typ == _int(RECEIVABLE),
-        nz__Finanse.c.nzf_Wartosc > Decimal(0),
     )
 
 

@@ -347,11 +347,7 @@ class DemoSessionBase(ConnectorSession):
             return conn.execute(q.customer_by_id(kh_id)).one()
         assert args.customer is not None
         customer = self._find_customer(conn, args.customer)
-        if customer.kh_Zablokowany:
-            raise CustomerBlocked(
-                "The customer is blocked in the ERP and cannot place new orders.",
-                details={"customer_id": str(customer.kh_Id)},
-            )
+        self._check_customer(customer, "orders")
         return customer
 
     def _find_warehouses(self, conn: Connection, symbols: Sequence[str] | None) -> list[Row[Any]]:
@@ -446,21 +442,29 @@ class DemoSessionBase(ConnectorSession):
             conn.execute(q.insert_category(kat_id, name))
         return int(kat_id)
 
-    def _check_credit(self, conn: Connection, customer: Row[Any], gross: Decimal) -> None:
+    @staticmethod
+    def _check_customer(customer: Row[Any], document: str) -> None:
+        """Refuse a blocked customer (``kh_Zablokowany``): Subiekt GT issues it no ``document``."""
+        if customer.kh_Zablokowany:
+            raise CustomerBlocked(
+                f"The customer is blocked in the ERP and gets no new {document}.",
+                details={"customer_id": str(customer.kh_Id)},
+            )
+
+    def _check_credit(self, conn: Connection, customer: Row[Any], amount: Decimal) -> None:
         """Refuse a document that would take the customer's open receivables past their credit
         limit (``kh_MaxWartKred``; no limit when it is zero), as Subiekt GT warns."""
         limit = credit_limit(customer)
         if limit is None:
             return
-        open_rows = conn.execute(q.open_receivables(customer.kh_Id)).all()
-        receivables = money(sum((row.nzf_Wartosc for row in open_rows), Decimal(0)))
-        if receivables + gross > limit:
+        receivables = money(conn.execute(q.receivables_total(customer.kh_Id)).scalar_one())
+        if receivables + amount > limit:
             raise CreditLimitExceeded(
-                "The order would take the customer past their credit limit.",
+                "The document would take the customer past their credit limit.",
                 details={
                     "credit_limit": str(limit),
                     "receivables": str(receivables),
-                    "gross": str(money(gross)),
+                    "gross": str(money(amount)),
                 },
             )
 

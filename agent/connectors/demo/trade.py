@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from agent.connectors.base import CallContext, Conflict, CustomerBlocked, finds, handles
+from agent.connectors.base import CallContext, Conflict, finds, handles
 from agent.connectors.demo import queries as q
 from agent.connectors.demo import queries_trade as qt
 from agent.connectors.demo.keys import order_id_by_key
@@ -103,11 +103,7 @@ class TradeHandlers(DemoSessionBase):
             )
         with self._write() as conn:
             customer = self._find_customer(conn, args.customer)
-            if customer.kh_Zablokowany:
-                raise CustomerBlocked(
-                    "The customer is blocked in the ERP and cannot get new quotes.",
-                    details={"customer_id": str(customer.kh_Id)},
-                )
+            self._check_customer(customer, "quotes")
             (warehouse,) = self._find_warehouses(
                 conn, None if args.warehouse is None else [args.warehouse]
             )
@@ -187,7 +183,7 @@ class TradeHandlers(DemoSessionBase):
             kh_id = self._find_customer(conn, args).kh_Id
             row = conn.execute(qt.customer_terms(kh_id)).one()
             names = dict(used_levels(conn.execute(q.price_level_names()).first()))
-            receivables = money(conn.execute(qt.receivables_total(kh_id)).scalar_one())
+            receivables = money(conn.execute(q.receivables_total(kh_id)).scalar_one())
         level = row.kh_Cena
         limit = credit_limit(row)
         return CustomerTerms(
