@@ -57,7 +57,7 @@ from relay.store.jobs import (
     JobRecord,
     JobStore,
 )
-from relay.webhooks import WebhookSender
+from relay.webhooks import WebhookPoster, WebhookSender
 
 log = logging.getLogger("relay.jobs")
 
@@ -149,16 +149,9 @@ class JobService:
         self.on_finished: Callable[[JobRecord], None] | None = None
         """Called with every job that ended here (succeeded, failed, expired, cancelled):
         the relay publishes it as a ``job.finished`` event."""
-        key = settings.webhook_signing_key
+        user_agent = f"erp-relay/{version}" if version else "erp-relay"
         self.webhooks = webhooks or WebhookSender(
-            store,
-            render_job,
-            signing_key=key.get_secret_value() if key is not None else None,
-            allow_private=settings.webhook_allow_private,
-            allow_http=settings.webhook_allow_http,
-            timeout_s=settings.webhook_timeout_s,
-            retry_for_s=settings.webhook_retry_for_s,
-            user_agent=f"erp-relay/{version}" if version else "erp-relay",
+            store, render_job, WebhookPoster.from_settings(settings, user_agent)
         )
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from relay.settings import RelaySettings
 from relay.store.jobs import (
     DELIVERY_DELIVERED,
     DELIVERY_FAILED,
@@ -213,6 +214,89 @@ def pinned_url(target: Target) -> str:
 RenderJob = Callable[[JobRecord], bytes]
 
 
+NO_SIGNING_KEY = "the relay has no webhook signing key (ERP_RELAY_WEBHOOK_SIGNING_KEY)"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One POST to a webhook: the receiver's status (None when none answered) and, unless it
+    was delivered, why not, in words for the CRM's delivery list."""
+
+    status: int | None
+    error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+
+class WebhookPoster:
+    """What every webhook the relay sends shares (job results, change subscriptions): the
+    signing secret of the subscribing key, the SSRF guard before each attempt, the HTTP client
+    and how long a delivery is retried. One place, so the two senders cannot drift apart."""
+
+    def __init__(
+        self,
+        *,
+        signing_key: str | None,
+        allow_private: bool,
+        allow_http: bool = False,
+        timeout_s: float = 10.0,
+        retry_for_s: float = 24 * 3600.0,
+        user_agent: str = "erp-relay",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.signing_key = signing_key
+        self.timeout_s = timeout_s
+        self._allow_private = allow_private
+        self._allow_http = allow_http
+        self._retry_for = dt.timedelta(seconds=retry_for_s)
+        self._client = webhook_client(timeout_s, user_agent, transport)
+
+    @classmethod
+    def from_settings(cls, settings: RelaySettings, user_agent: str) -> WebhookPoster:
+        key = settings.webhook_signing_key
+        return cls(
+            signing_key=key.get_secret_value() if key is not None else None,
+            allow_private=settings.webhook_allow_private,
+            allow_http=settings.webhook_allow_http,
+            timeout_s=settings.webhook_timeout_s,
+            retry_for_s=settings.webhook_retry_for_s,
+            user_agent=user_agent,
+        )
+
+    def gives_up(self, since: dt.datetime, next_attempt_at: dt.datetime) -> bool:
+        """Whether a delivery pending since ``since`` is past its retry window at its next
+        attempt."""
+        return next_attempt_at - since > self._retry_for
+
+    async def post(self, url: str, body: bytes, api_key_id: str, delivery_id: str) -> Attempt:
+        """Sign ``body`` for the key and POST it; never raises for the receiver's failures."""
+        if self.signing_key is None:
+            return Attempt(None, NO_SIGNING_KEY)
+        secret = key_secret(self.signing_key, api_key_id)
+        try:
+            status = await post_signed(
+                self._client,
+                url,
+                body,
+                secret,
+                delivery_id,
+                allow_private=self._allow_private,
+                allow_http=self._allow_http,
+            )
+        except WebhookRefused as exc:
+            return Attempt(None, f"refused: {exc}")
+        except httpx.HTTPError as exc:
+            return Attempt(None, f"{type(exc).__name__}: {exc}"[:500])
+        if 200 <= status < 300:
+            return Attempt(status)
+        return Attempt(status, f"the receiver answered {status}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
 class WebhookSender:
     """Posts due deliveries in the background; one task per relay, started in the lifespan."""
 
@@ -220,28 +304,18 @@ class WebhookSender:
         self,
         jobs: JobStore,
         render: RenderJob,
+        poster: WebhookPoster,
         *,
-        signing_key: str | None,
-        allow_private: bool,
-        allow_http: bool = False,
-        timeout_s: float = 10.0,
-        retry_for_s: float = 24 * 3600.0,
         poll_interval_s: float = 1.0,
-        user_agent: str = "erp-relay",
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._jobs = jobs
         self._render = render
-        self._signing_key = signing_key
-        self._allow_private = allow_private
-        self._allow_http = allow_http
-        self._retry_for = dt.timedelta(seconds=retry_for_s)
+        self._poster = poster
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.on_attempt: Callable[[str], None] = lambda outcome: None
         """Told each attempt's outcome (delivered, retry, gave_up), for /metrics."""
-        self._client = webhook_client(timeout_s, user_agent, transport)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-sender")
@@ -252,7 +326,7 @@ class WebhookSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._client.aclose()
+        await self._poster.aclose()
 
     def wake(self) -> None:
         self._wake.set()
@@ -279,36 +353,26 @@ class WebhookSender:
 
     async def _attempt(self, delivery: DeliveryRecord) -> None:
         job = await self._jobs.job_by_id(delivery.job_id)
-        status: int | None = None
-        error: str | None = None
         if job is None:
-            error = "the job no longer exists"
-        elif self._signing_key is None:
-            error = "the relay has no webhook signing key (ERP_RELAY_WEBHOOK_SIGNING_KEY)"
+            attempt = Attempt(None, "the job no longer exists")
         else:
-            body = self._render(job)
-            secret = key_secret(self._signing_key, job.api_key_id)
-            try:
-                status = await self._post(delivery, body, secret)
-            except WebhookRefused as exc:
-                error = f"refused: {exc}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-            else:
-                if 200 <= status < 300:
-                    await self._jobs.record_attempt(
-                        delivery.id,
-                        state=DELIVERY_DELIVERED,
-                        status=status,
-                        error=None,
-                        next_attempt_at=None,
-                    )
-                    self.on_attempt("delivered")
-                    return
-                error = f"the receiver answered {status}"
+            attempt = await self._poster.post(
+                delivery.url, self._render(job), job.api_key_id, str(delivery.id)
+            )
+            if attempt.delivered:
+                await self._jobs.record_attempt(
+                    delivery.id,
+                    state=DELIVERY_DELIVERED,
+                    status=attempt.status,
+                    error=None,
+                    next_attempt_at=None,
+                )
+                self.on_attempt("delivered")
+                return
+        status, error = attempt.status, attempt.error
         attempts = delivery.attempts + 1
         next_at = self._jobs.now() + dt.timedelta(seconds=backoff_s(attempts))
-        gave_up = job is None or next_at - delivery.created_at > self._retry_for
+        gave_up = job is None or self._poster.gives_up(delivery.created_at, next_at)
         self.on_attempt("gave_up" if gave_up else "retry")
         log.info(
             "webhook attempt failed",
@@ -320,17 +384,6 @@ class WebhookSender:
             status=status,
             error=error,
             next_attempt_at=None if gave_up else next_at,
-        )
-
-    async def _post(self, delivery: DeliveryRecord, body: bytes, secret: str) -> int:
-        return await post_signed(
-            self._client,
-            delivery.url,
-            body,
-            secret,
-            str(delivery.id),
-            allow_private=self._allow_private,
-            allow_http=self._allow_http,
         )
 
 

@@ -25,7 +25,6 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 
-import httpx
 import orjson
 
 from relay.changefeed.grants import visible_types
@@ -33,7 +32,7 @@ from relay.changefeed.store import ChangeRecord, ChangeStore
 from relay.changefeed.subscriptions import Lease, SubscriptionStore
 from relay.changefeed.views import webhook_body
 from relay.store.records import ApiKeyRecord
-from relay.webhooks import WebhookRefused, backoff_s, key_secret, post_signed, webhook_client
+from relay.webhooks import NO_SIGNING_KEY, WebhookPoster, backoff_s
 
 log = logging.getLogger("relay.changefeed")
 
@@ -51,30 +50,20 @@ class SubscriptionSender:
         subscriptions: SubscriptionStore,
         changes: ChangeStore,
         api_key: KeyLookup,
+        poster: WebhookPoster,
         *,
         runner: str,
-        signing_key: str | None,
-        allow_private: bool,
-        allow_http: bool = False,
-        timeout_s: float = 10.0,
-        retry_for_s: float = 24 * 3600.0,
         poll_interval_s: float = 1.0,
-        user_agent: str = "erp-relay",
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._subscriptions = subscriptions
         self._changes = changes
         self._api_key = api_key
+        self._poster = poster
         self._runner = runner
-        self._signing_key = signing_key
-        self._allow_private = allow_private
-        self._allow_http = allow_http
-        self._retry_for = dt.timedelta(seconds=retry_for_s)
-        self._lease_s = 2 * timeout_s + 30.0
+        self._lease_s = 2 * poster.timeout_s + 30.0
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._client = webhook_client(timeout_s, user_agent, transport)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="change-webhooks")
@@ -87,7 +76,7 @@ class SubscriptionSender:
             self._task = None
         with contextlib.suppress(Exception):
             await self._subscriptions.release_all(self._runner)
-        await self._client.aclose()
+        await self._poster.aclose()
 
     def wake(self) -> None:
         self._wake.set()
@@ -129,8 +118,8 @@ class SubscriptionSender:
             raise
 
     def _why_not(self, key: ApiKeyRecord | None, agent: str) -> str | None:
-        if self._signing_key is None:
-            return "the relay has no webhook signing key (ERP_RELAY_WEBHOOK_SIGNING_KEY)"
+        if self._poster.signing_key is None:
+            return NO_SIGNING_KEY
         if key is None or key.revoked:
             return "the subscription's API key was revoked"
         if not key.allows_agent(agent):
@@ -168,38 +157,23 @@ class SubscriptionSender:
     async def _attempt(self, lease: Lease, record: ChangeRecord, failed_before: int) -> bool:
         """Post one event; True when delivered and the position moved past it."""
         sub = lease.subscription
-        assert self._signing_key is not None
         body = orjson.dumps(webhook_body(sub.public_id, record))
-        secret = key_secret(self._signing_key, sub.api_key_id)
-        status: int | None = None
-        try:
-            status = await post_signed(
-                self._client,
-                sub.url,
-                body,
-                secret,
-                f"{sub.public_id}:{record.cursor}",
-                allow_private=self._allow_private,
-                allow_http=self._allow_http,
+        attempt = await self._poster.post(
+            sub.url, body, sub.api_key_id, f"{sub.public_id}:{record.cursor}"
+        )
+        if attempt.delivered:
+            return await self._subscriptions.advance(
+                sub.id,
+                self._runner,
+                position=record.cursor,
+                delivered=True,
+                status=attempt.status,
+                lease_s=self._lease_s,
             )
-        except WebhookRefused as exc:
-            error = f"refused: {exc}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            if 200 <= status < 300:
-                return await self._subscriptions.advance(
-                    sub.id,
-                    self._runner,
-                    position=record.cursor,
-                    delivered=True,
-                    status=status,
-                    lease_s=self._lease_s,
-                )
-            error = f"the receiver answered {status}"
+        status, error = attempt.status, attempt.error or ""
         attempts = failed_before + 1
         next_at = self._subscriptions.now() + dt.timedelta(seconds=backoff_s(attempts))
-        gave_up = next_at - record.stored_at > self._retry_for
+        gave_up = self._poster.gives_up(record.stored_at, next_at)
         log.info(
             "change webhook attempt failed",
             extra={

@@ -19,6 +19,7 @@ from relay.changefeed.subscriptions import SubscriptionStore
 from relay.changefeed.wakeup import FeedWatch
 from relay.settings import RelaySettings
 from relay.store.console import Clock
+from relay.webhooks import WebhookPoster
 
 log = logging.getLogger("relay.changefeed")
 
@@ -36,19 +37,13 @@ class ChangeFeed:
     ) -> None:
         self.store = store
         self.subscriptions = SubscriptionStore(store.engine, clock=clock)
-        key = settings.webhook_signing_key
         self.sender = SubscriptionSender(
             self.subscriptions,
             store,
             api_key,
+            WebhookPoster.from_settings(settings, user_agent),
             runner=runner,
-            signing_key=key.get_secret_value() if key is not None else None,
-            allow_private=settings.webhook_allow_private,
-            allow_http=settings.webhook_allow_http,
-            timeout_s=settings.webhook_timeout_s,
-            retry_for_s=settings.webhook_retry_for_s,
             poll_interval_s=settings.change_poll_interval_s,
-            user_agent=user_agent,
         )
         self.watch = FeedWatch(
             store, poll_interval_s=settings.change_poll_interval_s, on_moved=self.sender.wake
