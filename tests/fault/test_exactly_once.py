@@ -57,12 +57,16 @@ async def http(quiet_relay: RelayHandle, creds: Credentials) -> AsyncIterator[ht
 def demo_agent(
     url: str, creds: Credentials, erp_path: Path, tmp_path: Path, **options: Any
 ) -> AbstractAsyncContextManager[Supervisor]:
-    """A real agent on the demo ERP, its write journal in the test's folder."""
+    """A real agent on the demo ERP, its write journal in the test's folder.
+
+    Its change feed is off: these tests cut the connection at the agent's next message, which
+    must be the answer to the write, not a change event the write's stock movement caused."""
     return run_agent(
         url,
         creds.agent_token,
         DemoConnector(str(erp_path), seed=False),
         journal_path=str(tmp_path / "journal.sqlite"),
+        changes=False,
         **options,
     )
 

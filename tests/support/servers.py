@@ -12,7 +12,13 @@ from typing import Any
 from pydantic import SecretStr
 
 from agent.connectors.base import Connector
-from agent.settings import AgentOptions, AgentSettings, ReconnectOptions, RelayOptions
+from agent.settings import (
+    AgentOptions,
+    AgentSettings,
+    ChangesOptions,
+    ReconnectOptions,
+    RelayOptions,
+)
 from agent.supervisor import Supervisor
 from relay.app import RelayApp, create_app
 from relay.server import RelayServer, uvicorn_config
@@ -76,7 +82,8 @@ async def serve_relay(
 
 
 def agent_settings(ws_url: str | list[str], token: str, **agent: Any) -> AgentSettings:
-    """``ws_url`` is `RelayOptions.url`, or its ``urls`` when a list."""
+    """``ws_url`` is `RelayOptions.url`, or its ``urls`` when a list; ``changes=False`` turns
+    the change feed off (`ChangesOptions.enabled`)."""
     address = {"url": ws_url} if isinstance(ws_url, str) else {"urls": ws_url}
     return AgentSettings(
         relay=RelayOptions(
@@ -92,6 +99,7 @@ def agent_settings(ws_url: str | list[str], token: str, **agent: Any) -> AgentSe
             cap_s=agent.pop("cap_s", 1.0),
             stable_after_s=agent.pop("stable_after_s", 2.0),
         ),
+        changes=ChangesOptions(enabled=agent.pop("changes", None)),
         agent=AgentOptions(**agent),
         token=SecretStr(token),
     )
