@@ -58,6 +58,7 @@ async def test_agent_killed_in_the_write_path(
         agent_process.stop()
 
 
+@pytest.mark.timeout(300)  # 20 relay restarts, ~3-5 s each on this 2-core machine
 async def test_relay_killed_with_calls_and_jobs_in_flight(
     creds: Credentials, erp: sqlite3.Connection, erp_path: Path, tmp_path: Path
 ) -> None:
